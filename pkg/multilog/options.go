@@ -1,0 +1,94 @@
+package multilog
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Options configure a MultiLog. The zero value of a field means its default.
+type Options struct {
+	// Writers is the number of writer shards, fixed for the life of the MultiLog; Writer(i) is
+	// valid for 0 ≤ i < Writers. Default runtime.NumCPU(). At most MaxWriters.
+	Writers int
+
+	// SegmentBytes is the size of one data-log segment, rounded down to whole records (at least
+	// one record). Segments are allocated once, whole, and are the unit persistence writes and
+	// archives. Default 1 MiB. At most 1 GiB.
+	SegmentBytes int
+
+	// FilterBucket is the time bucket of filter logs and aggregate partials (Confluo's 1 ms).
+	// Default 1 ms. At least 1 µs.
+	FilterBucket time.Duration
+
+	// Grace is how long, in data time, the monitor waits after a trigger window ends before it
+	// evaluates the window, so late records still count. Default 2 × FilterBucket.
+	Grace time.Duration
+
+	// MonitorInterval is how often the monitor wakes up to evaluate triggers (wall-clock time).
+	// Default 1 ms.
+	MonitorInterval time.Duration
+
+	// MaxAlerts bounds the alerts kept for GetAlerts; older alerts are dropped first (counted by
+	// Stats().AlertsDropped). Default 1 << 16.
+	MaxAlerts int
+
+	// Logger receives rare, non-hot-path events (trigger errors, subscriber overflow). Nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// MaxWriters is the largest Options.Writers accepted.
+const MaxWriters = 1024
+
+// DefaultOptions returns the options with every default filled in.
+func DefaultOptions() Options {
+	var o Options
+	o.fill()
+	return o
+}
+
+func (o *Options) fill() {
+	if o.Writers == 0 {
+		o.Writers = runtime.NumCPU()
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 1 << 20
+	}
+	if o.FilterBucket == 0 {
+		o.FilterBucket = time.Millisecond
+	}
+	if o.Grace == 0 {
+		o.Grace = 2 * o.FilterBucket
+	}
+	if o.MonitorInterval == 0 {
+		o.MonitorInterval = time.Millisecond
+	}
+	if o.MaxAlerts == 0 {
+		o.MaxAlerts = 1 << 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports the first option out of range, after defaults are applied.
+func (o Options) Validate() error {
+	o.fill()
+	switch {
+	case o.Writers < 1 || o.Writers > MaxWriters:
+		return fmt.Errorf("%w: Writers %d not in 1..%d", ErrOptions, o.Writers, MaxWriters)
+	case o.SegmentBytes < 1 || o.SegmentBytes > 1<<30:
+		return fmt.Errorf("%w: SegmentBytes %d not in 1..1GiB", ErrOptions, o.SegmentBytes)
+	case o.FilterBucket < time.Microsecond:
+		return fmt.Errorf("%w: FilterBucket %v below 1µs", ErrOptions, o.FilterBucket)
+	case o.Grace < 0:
+		return fmt.Errorf("%w: Grace %v is negative", ErrOptions, o.Grace)
+	case o.MonitorInterval < 0:
+		return fmt.Errorf("%w: MonitorInterval %v is negative", ErrOptions, o.MonitorInterval)
+	case o.MaxAlerts < 1:
+		return fmt.Errorf("%w: MaxAlerts %d below 1", ErrOptions, o.MaxAlerts)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+// Package radix is a 256-ary radix tree from fixed-length, order-preserving keys to append-only
+// posting lists of uint32 references, built for the Atomic MultiLog's indexes.
+//
+// One goroutine inserts; any number of goroutines read concurrently without locks. Readers pass
+// an exclusive upper bound on the references they may see (a MultiLog shard's published tail),
+// which is how a reader fixes its version: entries at or above the bound are skipped even if the
+// writer has already added them.
+//
+//	root ── byte 0 ──▶ node ── byte 1 ──▶ ... ── byte KeyLen-1 ──▶ leaf: postings
+//	                                                                  [r0 r1 r2 r3]→[r4 … r11]→…
+//
+// Nodes start sparse (a sorted, copy-on-write array of up to 16 children) and become dense (256
+// slots) when they outgrow it, so wide sparse key spaces (IP addresses) stay small.
+//
+// Usage:
+//
+//	t := radix.New(4)
+//	t.Insert([]byte{10, 0, 0, 1}, 7) // writer goroutine only
+//	t.Range(lo, hi, tail, func(ref uint32) bool { ...; return true })
+package radix
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+)
+
+// ErrKeyLen is returned (wrapped) when a key does not have the tree's key length.
+var ErrKeyLen = errors.New("radix: key has the wrong length")
+
+// MaxKeyLen is the longest key a tree accepts.
+const MaxKeyLen = 1 << 16
+
+const sparseMax = 16
+
+// Tree maps fixed-length keys to posting lists of increasing uint32 references.
+//
+// A Tree is safe for one inserting goroutine concurrently with any number of readers.
+//
+// Invariants:
+//
+//  1. A node's children pointer (sparse or dense) only ever grows: a child once published stays
+//     reachable at the same key byte forever.
+//  2. A child node is fully initialised (its leaf postings allocated) before it is published, so
+//     a reader that finds it may use it at once.
+//  3. The references in one posting list are appended in increasing order (the writer inserts
+//     references in increasing order per tree), so a reader stops at the first one ≥ its bound.
+//  4. A posting block's count is stored after its slot is written; readers load the count first
+//     and read only slots below it.
+type Tree struct {
+	keyLen int
+	root   node
+	// entries is the number of references inserted; written by the writer only.
+	entries atomic.Uint64
+	keys    atomic.Uint64
+}
+
+type node struct {
+	sparse atomic.Pointer[sparseKids]
+	dense  atomic.Pointer[denseKids]
+	leaf   *postings // non-nil for leaves; immutable once published
+}
+
+type sparseKids struct {
+	keys []byte // sorted
+	kids []*node
+}
+
+type denseKids [256]atomic.Pointer[node]
+
+type postings struct {
+	head block
+	last *block // writer only
+}
+
+type block struct {
+	refs []uint32
+	n    atomic.Uint32
+	next atomic.Pointer[block]
+}
+
+const (
+	firstBlock = 4
+	maxBlock   = 4096
+)
+
+// New returns an empty tree for keys of keyLen bytes (1..MaxKeyLen).
+func New(keyLen int) *Tree {
+	if keyLen < 1 || keyLen > MaxKeyLen {
+		panic("radix: key length out of range")
+	}
+	return &Tree{keyLen: keyLen}
+}
+
+// KeyLen is the length of the tree's keys.
+func (t *Tree) KeyLen() int { return t.keyLen }
+
+// Entries is the number of references inserted so far.
+func (t *Tree) Entries() uint64 { return t.entries.Load() }
+
+// Keys is the number of distinct keys inserted so far.
+func (t *Tree) Keys() uint64 { return t.keys.Load() }
+
+func (n *node) child(b byte) *node {
+	if d := n.dense.Load(); d != nil {
+		return d[b].Load()
+	}
+	s := n.sparse.Load()
+	if s == nil {
+		return nil
+	}
+	for i, k := range s.keys {
+		if k == b {
+			return s.kids[i]
+		}
+		if k > b {
+			break
+		}
+	}
+	return nil
+}
+
+// addChild publishes c at byte b; writer only, b must be absent.
+func (n *node) addChild(b byte, c *node) {
+	if d := n.dense.Load(); d != nil {
+		d[b].Store(c)
+		return
+	}
+	s := n.sparse.Load()
+	var keys []byte
+	var kids []*node
+	if s != nil {
+		keys, kids = s.keys, s.kids
+	}
+	if len(keys) >= sparseMax {
+		d := new(denseKids)
+		for i, k := range keys {
+			d[k].Store(kids[i])
+		}
+		d[b].Store(c)
+		n.dense.Store(d)
+		return
+	}
+	i := 0
+	for i < len(keys) && keys[i] < b {
+		i++
+	}
+	nk := make([]byte, 0, len(keys)+1)
+	nk = append(append(append(nk, keys[:i]...), b), keys[i:]...)
+	nc := make([]*node, 0, len(kids)+1)
+	nc = append(append(append(nc, kids[:i]...), c), kids[i:]...)
+	n.sparse.Store(&sparseKids{keys: nk, kids: nc})
+}
+
+// Insert appends ref to key's posting list. Only one goroutine may insert, and it must insert
+// references in increasing order. It returns ErrKeyLen for a key of the wrong length.
+func (t *Tree) Insert(key []byte, ref uint32) error {
+	if len(key) != t.keyLen {
+		return ErrKeyLen
+	}
+	n := &t.root
+	last := len(key) - 1
+	for i, b := range key {
+		c := n.child(b)
+		if c == nil {
+			c = &node{}
+			if i == last {
+				p := &postings{}
+				p.head.refs = make([]uint32, firstBlock)
+				p.last = &p.head
+				c.leaf = p
+				t.keys.Add(1)
+			}
+			n.addChild(b, c)
+		}
+		n = c
+	}
+	n.leaf.add(ref)
+	t.entries.Add(1)
+	return nil
+}
+
+func (p *postings) add(ref uint32) {
+	b := p.last
+	n := b.n.Load()
+	if int(n) == len(b.refs) {
+		size := min(2*len(b.refs), maxBlock)
+		nb := &block{refs: make([]uint32, size)}
+		b.next.Store(nb)
+		p.last, b, n = nb, nb, 0
+	}
+	b.refs[n] = ref
+	b.n.Store(n + 1)
+}
+
+// Get calls fn for each reference below bound stored under key, in increasing order, until fn
+// returns false.
+func (t *Tree) Get(key []byte, bound uint32, fn func(ref uint32) bool) bool {
+	if len(key) != t.keyLen {
+		return true
+	}
+	n := &t.root
+	for _, b := range key {
+		if n = n.child(b); n == nil {
+			return true
+		}
+	}
+	return n.leaf.each(bound, fn)
+}
+
+func (p *postings) each(bound uint32, fn func(uint32) bool) bool {
+	for b := &p.head; b != nil; b = b.next.Load() {
+		n := b.n.Load()
+		for _, r := range b.refs[:n] {
+			if r >= bound {
+				return true
+			}
+			if !fn(r) {
+				return false
+			}
+		}
+		if int(n) < len(b.refs) {
+			return true
+		}
+	}
+	return true
+}
+
+// Range calls fn for each reference below bound under every key k with lo ≤ k ≤ hi (bytewise),
+// key by key in increasing key order, until fn returns false. It reports whether fn never
+// returned false. Keys of the wrong length make Range return true at once.
+func (t *Tree) Range(lo, hi []byte, bound uint32, fn func(ref uint32) bool) bool {
+	if len(lo) != t.keyLen || len(hi) != t.keyLen || bytes.Compare(lo, hi) > 0 {
+		return true
+	}
+	return rangeNode(&t.root, lo, hi, 0, true, true, bound, fn)
+}
+
+// CountRange returns the number of references (ignoring any bound) under keys in [lo, hi],
+// stopping early once it exceeds limit; the planner uses it to estimate selectivity.
+func (t *Tree) CountRange(lo, hi []byte, limit uint64) uint64 {
+	var total uint64
+	if len(lo) != t.keyLen || len(hi) != t.keyLen || bytes.Compare(lo, hi) > 0 {
+		return 0
+	}
+	countNode(&t.root, lo, hi, 0, true, true, &total, limit)
+	return total
+}
+
+func bounds(d int, lo, hi []byte, loTight, hiTight bool) (byte, byte) {
+	first, last := byte(0), byte(255)
+	if loTight {
+		first = lo[d]
+	}
+	if hiTight {
+		last = hi[d]
+	}
+	return first, last
+}
+
+func (n *node) eachChild(first, last byte, fn func(b byte, c *node) bool) bool {
+	if dk := n.dense.Load(); dk != nil {
+		for b := int(first); b <= int(last); b++ {
+			if c := dk[b].Load(); c != nil {
+				if !fn(byte(b), c) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	s := n.sparse.Load()
+	if s == nil {
+		return true
+	}
+	for i, k := range s.keys {
+		if k < first {
+			continue
+		}
+		if k > last {
+			break
+		}
+		if !fn(k, s.kids[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func rangeNode(n *node, lo, hi []byte, d int, loTight, hiTight bool, bound uint32, fn func(uint32) bool) bool {
+	if n.leaf != nil {
+		return n.leaf.each(bound, fn)
+	}
+	first, last := bounds(d, lo, hi, loTight, hiTight)
+	return n.eachChild(first, last, func(b byte, c *node) bool {
+		return rangeNode(c, lo, hi, d+1, loTight && b == first, hiTight && b == last, bound, fn)
+	})
+}
+
+func countNode(n *node, lo, hi []byte, d int, loTight, hiTight bool, total *uint64, limit uint64) bool {
+	if n.leaf != nil {
+		for b := &n.leaf.head; b != nil; b = b.next.Load() {
+			*total += uint64(b.n.Load())
+		}
+		return *total <= limit
+	}
+	first, last := bounds(d, lo, hi, loTight, hiTight)
+	return n.eachChild(first, last, func(b byte, c *node) bool {
+		return countNode(c, lo, hi, d+1, loTight && b == first, hiTight && b == last, total, limit)
+	})
+}
