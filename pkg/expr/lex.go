@@ -21,6 +21,7 @@ const (
 	tokRParen
 	tokComma
 	tokStar
+	tokAmp // & (bit mask)
 	tokCmp // comparison operator; the operator is in token.op
 	tokAnd // && or and
 	tokOr  // || or or
@@ -86,10 +87,10 @@ func (lx *lexer) errorf(off int, format string, args ...any) *ParseError {
 	return &ParseError{Pos: lx.pos(off), Msg: fmt.Sprintf(format, args...), Kind: ErrSyntax}
 }
 
-func isSpace(c byte) bool   { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-func isDigit(c byte) bool   { return c >= '0' && c <= '9' }
-func isLetter(c byte) bool  { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
-func isHex(c byte) bool     { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') }
+func isSpace(c byte) bool    { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+func isDigit(c byte) bool    { return c >= '0' && c <= '9' }
+func isLetter(c byte) bool   { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+func isHex(c byte) bool      { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') }
 func isWordByte(c byte) bool { return isLetter(c) || isDigit(c) || c == '.' || c == ':' }
 
 // next returns the next token.
@@ -144,7 +145,7 @@ func (lx *lexer) next() (token, error) {
 	case c == '*':
 		return simple(tokStar, 1)
 	case c == '&':
-		return token{}, lx.errorf(start, "unexpected '&' (use '&&' or 'and')")
+		return simple(tokAmp, 1)
 	case c == '|':
 		return token{}, lx.errorf(start, "unexpected '|' (use '||' or 'or')")
 	case c == '"' || c == '\'':
@@ -158,7 +159,7 @@ func (lx *lexer) next() (token, error) {
 			end++
 		}
 		word := lx.src[start:end]
-		if end < len(lx.src) && lx.src[end] == ':' && len(word) <= 4 && allHex(word) {
+		if end < len(lx.src) && lx.src[end] == ':' {
 			return lx.lexWord(start) // IPv6 address or MAC such as fe80::1, aa:bb:...
 		}
 		lx.off = end
@@ -176,15 +177,6 @@ func (lx *lexer) next() (token, error) {
 	}
 	r, _ := utf8.DecodeRuneInString(lx.src[start:])
 	return token{}, lx.errorf(start, "unexpected character %q", r)
-}
-
-func allHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isHex(s[i]) {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // macDashAt reports whether a MAC address in the dashed form 00-1b-21-aa-bb-cc starts at off.
@@ -211,7 +203,7 @@ func (lx *lexer) lexWord(start int) (token, error) {
 	if lx.src[end] == '-' {
 		end++
 	}
-	hexPrefix := strings.HasPrefix(strings.ToLower(lx.src[end:]), "0x")
+	hexPrefix := end+1 < len(lx.src) && lx.src[end] == '0' && (lx.src[end+1] == 'x' || lx.src[end+1] == 'X')
 	for end < len(lx.src) {
 		c := lx.src[end]
 		if isWordByte(c) {
@@ -327,8 +319,8 @@ func (lx *lexer) lexAddress(start int, word string) (token, error) {
 		what := "IPv6 address"
 		if !strings.Contains(word, ":") {
 			what = "IPv4 address"
-		} else if strings.Count(word, ":") == 5 && !strings.Contains(word, "::") {
-			what = "MAC address"
+		} else if !strings.Contains(word, "::") && strings.Count(word, ":") < 7 {
+			what = "IPv6 or MAC address"
 		}
 		return tok, lx.errorf(start, "malformed %s %s", what, word)
 	}

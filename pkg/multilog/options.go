@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a MultiLog. The zero value of a field means its default.
@@ -23,16 +25,29 @@ type Options struct {
 	FilterBucket time.Duration
 
 	// Grace is how long, in data time, the monitor waits after a trigger window ends before it
-	// evaluates the window, so late records still count. Default 2 × FilterBucket.
+	// evaluates the window, so late records (other writers, reordering) still count. An alert
+	// is delivered about Grace + MonitorInterval after its window closes. Default FilterBucket.
 	Grace time.Duration
 
 	// MonitorInterval is how often the monitor wakes up to evaluate triggers (wall-clock time).
 	// Default 1 ms.
 	MonitorInterval time.Duration
 
+	// ManualMonitor disables the monitor goroutine: triggers are evaluated only when Tick is
+	// called (deterministic tests, replays driven step by step). Default false.
+	ManualMonitor bool
+
 	// MaxAlerts bounds the alerts kept for GetAlerts; older alerts are dropped first (counted by
 	// Stats().AlertsDropped). Default 1 << 16.
 	MaxAlerts int
+
+	// Name labels this MultiLog's metrics (label "log"); needed when several MultiLogs share a
+	// Registerer. Default "".
+	Name string
+
+	// Registerer, if set, receives the MultiLog's metrics (confluo_multilog_*). Default nil:
+	// no metrics.
+	Registerer prometheus.Registerer
 
 	// Logger receives rare, non-hot-path events (trigger errors, subscriber overflow). Nil
 	// discards.
@@ -60,7 +75,7 @@ func (o *Options) fill() {
 		o.FilterBucket = time.Millisecond
 	}
 	if o.Grace == 0 {
-		o.Grace = 2 * o.FilterBucket
+		o.Grace = o.FilterBucket
 	}
 	if o.MonitorInterval == 0 {
 		o.MonitorInterval = time.Millisecond

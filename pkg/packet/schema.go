@@ -1,6 +1,11 @@
 package packet
 
-import "strconv"
+import (
+	"strconv"
+	"sync"
+
+	"github.com/confluo-go/confluo/pkg/schema"
+)
 
 // SchemaText is the built-in packet schema in the store's schema language. Its column offsets are
 // the Off* constants below (a test checks that schema.Parse(SchemaText) agrees).
@@ -9,10 +14,18 @@ import "strconv"
 //   - Flow fields (src_ip..icmp_code, ports, TCP) describe the innermost decoded packet; for
 //     tunnels the outer IP addresses go to outer_src_ip/outer_dst_ip (IPv4) or
 //     outer_src_ip6/outer_dst_ip6 (IPv6), and src_mac/dst_mac are the innermost Ethernet's.
+//   - mpls_label is the top label; mpls_depth the number of labels decoded (fewer than the stack
+//     holds if the copy is cut inside it).
+//   - eth_type is the EtherType of the innermost payload after any VLAN tags (after MPLS:
+//     0x0800 or 0x86dd by the IP version nibble; tunnels carrying IP directly: that type).
 //   - vlan and inner_vlan are the 12-bit VIDs of the first and second tag seen (QinQ: 0x88a8
 //     service tag, then 0x8100 customer tag); vlan_pcp is the first tag's priority.
 //   - An IPv4 packet sets src_ip/dst_ip, an IPv6 packet src_ip6/dst_ip6; ip_version says which.
-//   - ip_len is the IPv4 total length, or 40 + the IPv6 payload length.
+//   - ip_len is the IPv4 total length (0 in sender-side captures of TSO packets, which are then
+//     taken to end where the capture ends), or 40 + the IPv6 payload length (saturating at 65535).
+//   - ip_proto is the upper-layer protocol; for IPv6 the Next Header after the extension headers
+//     (ip6_ext_count of them). If the chain is cut or stops early (decode_error set), ip_proto is
+//     the Next Header value where decoding stopped.
 //   - ip_id is the IPv4 identification or the IPv6 fragment header's identification;
 //     frag_flags has FragMoreFragments, FragDontFragment, FragReserved; frag_offset is in
 //     8-byte units.
@@ -159,6 +172,7 @@ const (
 	TunnelVXLAN  = 1
 	TunnelGeneve = 2
 	TunnelGRE    = 3
+	TunnelIPIP   = 4 // IPv4 or IPv6 directly in IPv4 or IPv6 (protocol 4 or 41)
 )
 
 // Fragment flag bits of the frag_flags column.
@@ -177,3 +191,14 @@ func SchemaTextWithRaw(n int) string {
 
 // RawHeaderColumn is the name of the optional raw header column.
 const RawHeaderColumn = "raw_header"
+
+var builtin = sync.OnceValue(func() *schema.Schema {
+	s, err := schema.Parse(SchemaText)
+	if err != nil {
+		panic("packet: SchemaText does not parse: " + err.Error()) // a test guards against this
+	}
+	return s
+})
+
+// Schema returns the parsed built-in packet schema (shared, immutable, safe for concurrent use).
+func Schema() *schema.Schema { return builtin() }

@@ -50,15 +50,16 @@ const sparseMax = 16
 type Tree struct {
 	keyLen int
 	root   node
-	// entries is the number of references inserted; written by the writer only.
+	// entries is the number of references published; written by the writer only.
 	entries atomic.Uint64
 	keys    atomic.Uint64
+	pending uint64 // writer only: published but not yet in entries
 }
 
 type node struct {
 	sparse atomic.Pointer[sparseKids]
 	dense  atomic.Pointer[denseKids]
-	leaf   *postings // non-nil for leaves; immutable once published
+	leaf   *Postings // non-nil for leaves; immutable once published
 }
 
 type sparseKids struct {
@@ -68,9 +69,19 @@ type sparseKids struct {
 
 type denseKids [256]atomic.Pointer[node]
 
-type postings struct {
+// Postings is one key's posting list: blocks of references, each block twice the size of the
+// previous one up to 4,096. Readers use it through Tree; the writer may append through Leaf.
+type Postings struct {
 	head block
-	last *block // writer only
+
+	// Writer only.
+	wbuf  []uint32 // last.refs, kept here so Add touches one cache line
+	wn    int      // references written into last
+	tree  *Tree
+	last  *block
+	added uint64 // references added since the last Publish
+	// Dirty is free for the writer's bookkeeping (e.g. "already on my publish list").
+	Dirty bool
 }
 
 type block struct {
@@ -152,11 +163,26 @@ func (n *node) addChild(b byte, c *node) {
 	n.sparse.Store(&sparseKids{keys: nk, kids: nc})
 }
 
-// Insert appends ref to key's posting list. Only one goroutine may insert, and it must insert
-// references in increasing order. It returns ErrKeyLen for a key of the wrong length.
+// Insert appends ref to key's posting list and publishes it. Only one goroutine may insert
+// (or use Leaf), and it must insert references in increasing order per key. It returns
+// ErrKeyLen for a key of the wrong length.
 func (t *Tree) Insert(key []byte, ref uint32) error {
-	if len(key) != t.keyLen {
+	p := t.Leaf(key)
+	if p == nil {
 		return ErrKeyLen
+	}
+	p.Add(ref)
+	p.Publish()
+	t.Published()
+	return nil
+}
+
+// Leaf returns key's posting list, creating it if needed (writer only), or nil for a key of the
+// wrong length. The writer may keep it and call Add and Publish directly, which is cheaper than
+// Insert when many references go to the same key.
+func (t *Tree) Leaf(key []byte) *Postings {
+	if len(key) != t.keyLen {
+		return nil
 	}
 	n := &t.root
 	last := len(key) - 1
@@ -165,33 +191,95 @@ func (t *Tree) Insert(key []byte, ref uint32) error {
 		if c == nil {
 			c = &node{}
 			if i == last {
-				p := &postings{}
+				p := &Postings{tree: t}
 				p.head.refs = make([]uint32, firstBlock)
-				p.last = &p.head
+				p.last, p.wbuf = &p.head, p.head.refs
 				c.leaf = p
-				t.keys.Add(1)
+				t.keys.Store(t.keys.Load() + 1)
 			}
 			n.addChild(b, c)
 		}
 		n = c
 	}
-	n.leaf.add(ref)
-	t.entries.Add(1)
-	return nil
+	return n.leaf
 }
 
-func (p *postings) add(ref uint32) {
-	b := p.last
-	n := b.n.Load()
-	if int(n) == len(b.refs) {
-		size := min(2*len(b.refs), maxBlock)
-		nb := &block{refs: make([]uint32, size)}
-		b.next.Store(nb)
-		p.last, b, n = nb, nb, 0
+// Add appends ref to the posting list without publishing it: readers see it after Publish.
+// Writer only; refs must increase.
+func (p *Postings) Add(ref uint32) {
+	if p.wn == len(p.wbuf) {
+		p.grow(1)
 	}
-	b.refs[n] = ref
-	b.n.Store(n + 1)
+	p.wbuf[p.wn] = ref
+	p.wn++
+	p.added++
 }
+
+// grow publishes the full last block and links a new one twice its size, or larger (up to
+// maxBlock) if need references are about to be added (writer only).
+func (p *Postings) grow(need int) {
+	b := p.last
+	size := 2 * len(b.refs)
+	for size < need && size < maxBlock {
+		size *= 2
+	}
+	size = min(size, maxBlock)
+	nb := &block{refs: make([]uint32, size)}
+	b.n.Store(uint32(p.wn)) // a full block is published before the next is linked
+	b.next.Store(nb)
+	p.last, p.wbuf, p.wn = nb, nb.refs, 0
+}
+
+// AddMany appends refs (increasing, and above every reference added before) without
+// publishing them. Writer only.
+func (p *Postings) AddMany(refs []uint32) {
+	for len(refs) > 0 {
+		if p.wn == len(p.wbuf) {
+			p.grow(len(refs))
+		}
+		n := copy(p.wbuf[p.wn:], refs)
+		p.wn += n
+		p.added += uint64(n)
+		refs = refs[n:]
+	}
+}
+
+// Publish makes the references added so far visible to readers: one atomic store. Writer
+// only. Entries() counts them once the writer calls Tree.Published.
+func (p *Postings) Publish() {
+	if p.added == 0 {
+		return
+	}
+	p.last.n.Store(uint32(p.wn))
+	p.tree.pending += p.added
+	p.added = 0
+}
+
+// Published adds the references published since the last call to Entries (one atomic store
+// for any number of Publish calls). Writer only.
+func (t *Tree) Published() {
+	if t.pending > 0 {
+		t.entries.Store(t.entries.Load() + t.pending)
+		t.pending = 0
+	}
+}
+
+// Len is the number of published references.
+func (p *Postings) Len() uint64 {
+	var n uint64
+	for b := &p.head; b != nil; b = b.next.Load() {
+		k := b.n.Load()
+		n += uint64(k)
+		if int(k) < len(b.refs) {
+			break
+		}
+	}
+	return n
+}
+
+// Each calls fn for each published reference below bound, in increasing order, until fn
+// returns false; it reports whether fn never did.
+func (p *Postings) Each(bound uint32, fn func(uint32) bool) bool { return p.each(bound, fn) }
 
 // Get calls fn for each reference below bound stored under key, in increasing order, until fn
 // returns false.
@@ -208,7 +296,7 @@ func (t *Tree) Get(key []byte, bound uint32, fn func(ref uint32) bool) bool {
 	return n.leaf.each(bound, fn)
 }
 
-func (p *postings) each(bound uint32, fn func(uint32) bool) bool {
+func (p *Postings) each(bound uint32, fn func(uint32) bool) bool {
 	for b := &p.head; b != nil; b = b.next.Load() {
 		n := b.n.Load()
 		for _, r := range b.refs[:n] {
@@ -299,9 +387,7 @@ func rangeNode(n *node, lo, hi []byte, d int, loTight, hiTight bool, bound uint3
 
 func countNode(n *node, lo, hi []byte, d int, loTight, hiTight bool, total *uint64, limit uint64) bool {
 	if n.leaf != nil {
-		for b := &n.leaf.head; b != nil; b = b.next.Load() {
-			*total += uint64(b.n.Load())
-		}
+		*total += n.leaf.Len()
 		return *total <= limit
 	}
 	first, last := bounds(d, lo, hi, loTight, hiTight)

@@ -120,6 +120,14 @@ func (r *Ring) Len() int {
 // Free returns the number of free slots; the same staleness caveat as Len applies.
 func (r *Ring) Free() int { return r.Cap() - r.Len() }
 
+// check panics if invariant 1 does not hold between head and tail as the calling side sees
+// them. Only with the invariants build tag.
+func (r *Ring) check(head, tail uint64) {
+	if head-tail > r.capacity || tail > head {
+		panic(fmt.Sprintf("ring: invariant 1 broken: head %d tail %d capacity %d", head, tail, r.capacity))
+	}
+}
+
 // free returns how many slots the producer may write, refreshing the cached tail only when the
 // cached value does not already allow want slots.
 func (r *Ring) free(head uint64, want uint64) uint64 {
@@ -154,6 +162,9 @@ func (r *Ring) Enqueue(rec []byte) bool {
 	}
 	off := int(head&r.mask) * r.recordSize
 	copy(r.buf[off:off+r.recordSize], rec)
+	if invariants {
+		r.check(head+1, r.tail.Load())
+	}
 	r.head.Store(head + 1)
 	return true
 }
@@ -180,6 +191,9 @@ func (r *Ring) EnqueueBurst(recs []byte) int {
 	copy(r.buf[idx*size:], recs[:first*size])
 	if first < n {
 		copy(r.buf, recs[first*size:n*size])
+	}
+	if invariants {
+		r.check(head+n, r.tail.Load())
 	}
 	r.head.Store(head + n)
 	return int(n)
@@ -210,7 +224,11 @@ func (r *Ring) Commit(n int) {
 	}
 	r.reserved = 0
 	if n > 0 {
-		r.head.Store(r.head.Load() + uint64(n))
+		head := r.head.Load() + uint64(n)
+		if invariants {
+			r.check(head, r.tail.Load())
+		}
+		r.head.Store(head)
 	}
 }
 
@@ -226,6 +244,9 @@ func (r *Ring) Dequeue(dst []byte) bool {
 	}
 	off := int(tail&r.mask) * r.recordSize
 	copy(dst, r.buf[off:off+r.recordSize])
+	if invariants {
+		r.check(r.head.Load(), tail+1)
+	}
 	r.tail.Store(tail + 1)
 	return true
 }
@@ -248,6 +269,9 @@ func (r *Ring) DequeueBurst(dst []byte) int {
 	copy(dst, r.buf[idx*size:(idx+first)*size])
 	if first < n {
 		copy(dst[first*size:], r.buf[:(n-first)*size])
+	}
+	if invariants {
+		r.check(r.head.Load(), tail+n)
 	}
 	r.tail.Store(tail + n)
 	return int(n)
@@ -277,6 +301,10 @@ func (r *Ring) Release(n int) {
 	}
 	r.peeked = 0
 	if n > 0 {
-		r.tail.Store(r.tail.Load() + uint64(n))
+		tail := r.tail.Load() + uint64(n)
+		if invariants {
+			r.check(r.head.Load(), tail)
+		}
+		r.tail.Store(tail)
 	}
 }

@@ -134,7 +134,8 @@ type Completeness struct {
 	Stored   uint64            `json:"stored"`
 	Dropped  uint64            `json:"dropped"`
 	ByReason map[string]uint64 `json:"dropped_by_reason,omitempty"`
-	// Ratio is Stored/Received, 1 when nothing was received.
+	// Ratio is (Received-Dropped)/Received, 1 when nothing was received: the share of the
+	// traffic that was not lost (records still in flight to the store are not lost).
 	Ratio float64 `json:"ratio"`
 }
 
@@ -201,6 +202,8 @@ type QueryRequest struct {
 	// TimeoutMillis shortens the sidecar's per-query time limit; it cannot extend it.
 	TimeoutMillis int  `json:"timeout_ms,omitempty"`
 	Raw           bool `json:"raw,omitempty"` // also return the records' bytes (base64)
+	// Columns selects the columns of Rows, in this order. Default: every column.
+	Columns []string `json:"columns,omitempty"`
 }
 
 // ColumnInfo names a column and its schema type text.
@@ -219,7 +222,7 @@ type QueryReply struct {
 	Raw        [][]byte     `json:"raw,omitempty"`
 	Count      int          `json:"count"`
 	Truncated  bool         `json:"truncated"`
-	Reason     string       `json:"reason,omitempty"` // why truncated: "limit", "time"
+	Reason     string       `json:"reason,omitempty"` // why truncated: "limit", "time" (both may carry NextCursor)
 	NextCursor string       `json:"next_cursor,omitempty"`
 	Version    uint64       `json:"version"`
 	// Consistency states how the result was served: "snapshot" (one store version).
@@ -274,32 +277,32 @@ type NameRequest struct {
 
 // FilterSpec installs a named filter.
 type FilterSpec struct {
-	MultiLog string `json:"multilog,omitempty"`
-	Name     string `json:"name"`
-	Expr     string `json:"expr"`
+	MultiLog string `json:"multilog,omitempty" yaml:"multilog,omitempty"`
+	Name     string `json:"name" yaml:"name"`
+	Expr     string `json:"expr" yaml:"expr"`
 }
 
 // AggregateSpec installs a named aggregate Func over the records of the named Filter.
 type AggregateSpec struct {
-	MultiLog string `json:"multilog,omitempty"`
-	Name     string `json:"name"`
-	Filter   string `json:"filter"`
-	Func     string `json:"func"` // "SUM(len)"
+	MultiLog string `json:"multilog,omitempty" yaml:"multilog,omitempty"`
+	Name     string `json:"name" yaml:"name"`
+	Filter   string `json:"filter" yaml:"filter"`
+	Func     string `json:"func" yaml:"func"` // "SUM(len)"
 }
 
 // TriggerSpec installs a trigger: Condition ("<aggregate> <op> <threshold>") evaluated every
 // PeriodMillis over that window.
 type TriggerSpec struct {
-	MultiLog     string `json:"multilog,omitempty"`
-	Name         string `json:"name"`
-	Condition    string `json:"condition"`
-	PeriodMillis int    `json:"period_ms,omitempty"`
+	MultiLog     string `json:"multilog,omitempty" yaml:"multilog,omitempty"`
+	Name         string `json:"name" yaml:"name"`
+	Condition    string `json:"condition" yaml:"condition"`
+	PeriodMillis int    `json:"period_ms,omitempty" yaml:"period_ms,omitempty"`
 }
 
 // IndexSpec adds an index on a column.
 type IndexSpec struct {
-	MultiLog string `json:"multilog,omitempty"`
-	Column   string `json:"column"`
+	MultiLog string `json:"multilog,omitempty" yaml:"multilog,omitempty"`
+	Column   string `json:"column" yaml:"column"`
 }
 
 // Ack answers a successful change.
@@ -333,6 +336,8 @@ type MultiLogInfo struct {
 	Name    string `json:"name"`
 	Schema  string `json:"schema"`
 	Records uint64 `json:"records"`
+	// Bytes is the memory the multilog's logs take.
+	Bytes uint64 `json:"bytes"`
 }
 
 // MultiLogList lists the multilogs of a sidecar.

@@ -150,8 +150,9 @@ func (s Spec) Validate() error {
 	if s.SelectAll && (len(s.SrcPorts) > 0 || len(s.DstPorts) > 0) {
 		return fmt.Errorf("%w: select_all cannot be combined with source or destination ports", ErrInvalidSpec)
 	}
-	if !s.SelectAll && len(s.SrcPorts) == 0 && len(s.DstPorts) == 0 && len(s.VLANs) == 0 && len(s.Flows) == 0 {
-		return fmt.Errorf("%w: give select_all, source ports, destination ports, vlans or flows", ErrNoSelection)
+	if !s.SelectAll && len(s.SrcPorts) == 0 && len(s.DstPorts) == 0 && len(s.Flows) == 0 {
+		// OVS selects no packet by VLAN alone: select_vlan only narrows a port selection.
+		return fmt.Errorf("%w: give select_all, source ports, destination ports or flows (vlans only narrow them)", ErrNoSelection)
 	}
 	out := s.OutputPort()
 	if slices.Contains(s.SrcPorts, out) || slices.Contains(s.DstPorts, out) {

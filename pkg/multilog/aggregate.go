@@ -1,0 +1,533 @@
+package multilog
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/confluo-go/confluo/pkg/expr"
+	"github.com/confluo-go/confluo/pkg/schema"
+)
+
+// Roll-up geometry: level L holds one partial per 64^L time buckets, so a range of n buckets
+// reads at most 2·63 partials per level instead of n (Confluo walks every bucket).
+const (
+	rollBits   = 6
+	rollLevels = 5
+	pageBits   = 10
+	pageSize   = 1 << pageBits
+)
+
+// partial is an aggregate's summary of one block of time buckets in one shard. It is immutable
+// once published.
+type partial struct {
+	// through: the partial covers every record of its block in the shard with sequence number
+	// below through (and at or above the aggregate's start).
+	through uint64
+	count   uint64
+	sumI    int64
+	sumF    float64
+	mmCount uint64 // values in min/max (NaN is left out)
+	min     uint64 // order keys (see orderKey)
+	max     uint64
+}
+
+func (p *partial) merge(o *partial) {
+	p.count += o.count
+	p.sumI += o.sumI
+	p.sumF += o.sumF
+	if o.mmCount > 0 {
+		if p.mmCount == 0 || o.min < p.min {
+			p.min = o.min
+		}
+		if p.mmCount == 0 || o.max > p.max {
+			p.max = o.max
+		}
+		p.mmCount += o.mmCount
+	}
+}
+
+// page is 1,024 consecutive blocks of one roll-up level.
+type page [pageSize]atomic.Pointer[partial]
+
+// pageTable maps block numbers of one level to published partials. Readers look pages up in a
+// sync.Map (a new page is stored once per 1,024 blocks); the writer caches its last page.
+type pageTable struct {
+	pages  sync.Map // int64 page number → *page
+	lastID int64    // writer only
+	last   *page    // writer only
+}
+
+func (t *pageTable) load(block int64) *partial {
+	v, ok := t.pages.Load(block >> pageBits)
+	if !ok {
+		return nil
+	}
+	return v.(*page)[block&(pageSize-1)].Load()
+}
+
+// slot returns the block's slot, creating its page (writer only).
+func (t *pageTable) slot(block int64) *atomic.Pointer[partial] {
+	id := block >> pageBits
+	if t.last == nil || t.lastID != id {
+		v, ok := t.pages.Load(id)
+		if !ok {
+			v, _ = t.pages.LoadOrStore(id, new(page))
+		}
+		t.last, t.lastID = v.(*page), id
+	}
+	return &t.last[block&(pageSize-1)]
+}
+
+// valueKind says how an aggregate reads its column.
+type valueKind uint8
+
+const (
+	kindNone valueKind = iota // COUNT
+	kindSigned
+	kindUnsigned
+	kindFloat32
+	kindFloat64
+	kindBytes // ≤ 8 bytes, MIN/MAX only
+)
+
+// Aggregate is a named aggregate (SUM, MIN, MAX, COUNT, AVG) over the records of a filter,
+// kept per shard as time-bucketed partials with roll-ups. Safe for concurrent use.
+//
+// Invariants:
+//
+//  1. Each shard's partials are written only by its writer and published (pointer swap of an
+//     immutable partial) before the tail that covers their records.
+//  2. A published partial with through ≤ a reader's tail is exact for that reader; one with
+//     through > tail is too new, and the reader recomputes that block from the lower level (at
+//     level 0, from the filter log), so a read is always consistent with its version.
+type Aggregate struct {
+	name   string
+	filter *Filter
+	agg    *expr.Aggregate
+	kind   valueKind
+	parts  []aggPart
+}
+
+type aggPart struct {
+	start     atomic.Int64
+	levels    [rollLevels]pageTable
+	minBucket atomic.Int64 // range of buckets with data; min > max while empty
+	maxBucket atomic.Int64
+
+	// Writer-private: changes to bucket curBucket not yet published.
+	delta     partial
+	curBucket int64
+	wMin      int64
+	wMax      int64
+	_         [32]byte
+}
+
+func (a *Aggregate) startOf(shard int) *atomic.Int64 { return &a.parts[shard].start }
+
+// Name returns the aggregate's name.
+func (a *Aggregate) Name() string { return a.name }
+
+// AddAggregate defines an aggregate over the records of filter: "SUM(col)", "MIN(col)",
+// "MAX(col)", "COUNT(*)" or "COUNT(col)", "AVG(col)". SUM and AVG need a numeric column; MIN
+// and MAX a numeric column or one of at most 8 bytes (IPV4, MAC, STRING(≤8)). An unknown
+// function or column, a filter that does not exist or a duplicate name is an error at
+// definition time; nothing that can be defined can break ingest. The aggregate covers records
+// appended after the call.
+func (ml *MultiLog) AddAggregate(name, filter, aggregate string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	ea, err := expr.CompileAggregate(aggregate, ml.schema)
+	if err != nil {
+		return fmt.Errorf("%w: aggregate %q: %w", ErrExpr, name, err)
+	}
+	a := &Aggregate{name: name, agg: ea, parts: make([]aggPart, len(ml.shards))}
+	if c := ea.Column; c != nil && ea.Func != expr.Count {
+		switch t := c.Type; {
+		case t.IsSigned():
+			a.kind = kindSigned
+		case t.IsUnsigned():
+			a.kind = kindUnsigned
+		case t == schema.Float:
+			a.kind = kindFloat32
+		case t == schema.Double:
+			a.kind = kindFloat64
+		case c.Size <= 8 && (ea.Func == expr.Min || ea.Func == expr.Max):
+			a.kind = kindBytes
+		default:
+			return fmt.Errorf("%w: aggregate %q: %s of column %q (%s) is not supported", ErrExpr, name, ea.Func, c.Name, c.TypeString())
+		}
+	}
+	for i := range a.parts {
+		p := &a.parts[i]
+		p.start.Store(-1)
+		p.minBucket.Store(math.MaxInt64)
+		p.maxBucket.Store(math.MinInt64)
+		p.curBucket = math.MinInt64
+		p.wMin, p.wMax = math.MaxInt64, math.MinInt64
+	}
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	a.filter = ml.filterByName(filter)
+	if a.filter == nil {
+		return fmt.Errorf("%w: aggregate %q: filter %q", ErrNotFound, name, filter)
+	}
+	cfg := ml.cfg.Load()
+	if slices.ContainsFunc(cfg.aggs, func(o *Aggregate) bool { return o.name == name }) {
+		return fmt.Errorf("%w: aggregate %q", ErrExists, name)
+	}
+	n := cfg.clone()
+	n.aggs = append(n.aggs, a)
+	ml.cfg.Store(n.finish())
+	return ml.persistAddAggregate(name, filter, aggregate)
+}
+
+// RemoveAggregate drops an aggregate. One that a trigger uses cannot be removed.
+func (ml *MultiLog) RemoveAggregate(name string) error {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	cfg := ml.cfg.Load()
+	i := slices.IndexFunc(cfg.aggs, func(a *Aggregate) bool { return a.name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: aggregate %q", ErrNotFound, name)
+	}
+	if t := ml.monitorRef().triggerUsing(cfg.aggs[i]); t != "" {
+		return fmt.Errorf("%w: aggregate %q is used by trigger %q", ErrExists, name, t)
+	}
+	n := cfg.clone()
+	n.aggs = slices.Delete(n.aggs, i, i+1)
+	ml.cfg.Store(n.finish())
+	return ml.persistRemoveAggregate(name)
+}
+
+// Aggregates returns the aggregates' names.
+func (ml *MultiLog) Aggregates() []string {
+	var names []string
+	for _, a := range ml.cfg.Load().aggs {
+		names = append(names, a.name)
+	}
+	return names
+}
+
+func (ml *MultiLog) aggregate(name string) *Aggregate {
+	for _, a := range ml.cfg.Load().aggs {
+		if a.name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// add accumulates rec into d: the count, the sums, and the column's value as an
+// order-preserving uint64 key for MIN/MAX (NaN left out).
+func (a *Aggregate) add(d *partial, rec []byte) {
+	d.count++
+	if a.kind == kindNone {
+		return
+	}
+	c := a.agg.Column
+	f := rec[c.Offset : c.Offset+c.Size]
+	var key uint64
+	switch a.kind {
+	case kindSigned:
+		v := signExtend(leUint(f), c.Size)
+		d.sumI += v
+		key = uint64(v) ^ 1<<63
+	case kindUnsigned:
+		u := leUint(f)
+		d.sumI += int64(u)
+		key = u
+	case kindFloat32, kindFloat64:
+		var v float64
+		if a.kind == kindFloat32 {
+			v = float64(math.Float32frombits(binary.LittleEndian.Uint32(f)))
+		} else {
+			v = math.Float64frombits(binary.LittleEndian.Uint64(f))
+		}
+		d.sumF += v
+		if v != v {
+			return // NaN: summed, not ordered
+		}
+		if v == 0 {
+			v = 0
+		}
+		b := math.Float64bits(v)
+		if b&(1<<63) != 0 {
+			key = ^b
+		} else {
+			key = b | 1<<63
+		}
+	case kindBytes:
+		for i, x := range f {
+			key |= uint64(x) << (56 - 8*i)
+		}
+	}
+	if d.mmCount == 0 || key < d.min {
+		d.min = key
+	}
+	if d.mmCount == 0 || key > d.max {
+		d.max = key
+	}
+	d.mmCount++
+}
+
+// flush publishes the pending delta into every roll-up level (writer only).
+func (a *Aggregate) flush(p *aggPart, through uint64, st *writerState) {
+	if p.delta.count == 0 {
+		return
+	}
+	b := p.curBucket
+	for l := range rollLevels {
+		block := b >> (rollBits * l)
+		slot := p.levels[l].slot(block)
+		n := new(partial)
+		if old := slot.Load(); old != nil {
+			*n = *old
+		}
+		n.merge(&p.delta)
+		n.through = through
+		slot.Store(n)
+	}
+	if b < p.wMin {
+		p.wMin = b
+		p.minBucket.Store(b)
+	}
+	if b > p.wMax {
+		p.wMax = b
+		p.maxBucket.Store(b)
+	}
+	st.touch(a, b)
+	p.delta = partial{}
+}
+
+// AggregateValue is the value of an aggregate over a time range at a version.
+type AggregateValue struct {
+	// Func is the aggregate function.
+	Func expr.AggFunc
+	// Count is the number of records aggregated.
+	Count uint64
+	// Empty is true when no record was aggregated; Value is then the zero Value.
+	Empty bool
+	// Value is the result: COUNT is a ULONG; SUM a LONG for integer columns (two's-complement
+	// wrap-around on overflow) or a DOUBLE for FLOAT/DOUBLE columns; AVG a DOUBLE; MIN and MAX
+	// have the column's type (NaN values are left out of them). Empty if Empty.
+	Value schema.Value
+}
+
+// Float returns the value as a float64 (0 when empty): what triggers compare.
+func (v AggregateValue) Float() float64 {
+	switch x := v.Value; {
+	case v.Empty:
+		return 0
+	case x.Type.IsSigned():
+		return float64(x.I)
+	case x.Type.IsUnsigned():
+		return float64(x.U)
+	case x.Type.IsFloat():
+		return x.F
+	}
+	return 0
+}
+
+func (v AggregateValue) String() string {
+	if v.Empty {
+		return "empty"
+	}
+	return v.Value.String()
+}
+
+func (a *Aggregate) result(p *partial) AggregateValue {
+	r := AggregateValue{Func: a.agg.Func, Count: p.count, Empty: p.count == 0}
+	if r.Empty {
+		return r
+	}
+	switch a.agg.Func {
+	case expr.Count:
+		r.Value = schema.UintValue(schema.ULong, p.count)
+	case expr.Sum:
+		if a.kind == kindFloat32 || a.kind == kindFloat64 {
+			r.Value = schema.FloatValue(schema.Double, p.sumF)
+		} else {
+			r.Value = schema.IntValue(schema.Long, p.sumI)
+		}
+	case expr.Avg:
+		s := p.sumF
+		if a.kind != kindFloat32 && a.kind != kindFloat64 {
+			s = float64(p.sumI)
+		}
+		r.Value = schema.FloatValue(schema.Double, s/float64(p.count))
+	case expr.Min, expr.Max:
+		if p.mmCount == 0 {
+			r.Value = schema.FloatValue(a.agg.Column.Type, math.NaN())
+			return r
+		}
+		k := p.min
+		if a.agg.Func == expr.Max {
+			k = p.max
+		}
+		r.Value = a.fromKey(k)
+	}
+	return r
+}
+
+func (a *Aggregate) fromKey(k uint64) schema.Value {
+	c := a.agg.Column
+	switch a.kind {
+	case kindSigned:
+		return schema.IntValue(c.Type, int64(k^1<<63))
+	case kindUnsigned:
+		return schema.UintValue(c.Type, k)
+	case kindFloat32, kindFloat64:
+		if k&(1<<63) != 0 {
+			k &^= 1 << 63
+		} else {
+			k = ^k
+		}
+		return schema.FloatValue(c.Type, math.Float64frombits(k))
+	default:
+		b := make([]byte, c.Size)
+		for i := range b {
+			b[i] = byte(k >> (56 - 8*i))
+		}
+		if c.Type == schema.String {
+			for len(b) > 0 && b[len(b)-1] == 0 {
+				b = b[:len(b)-1]
+			}
+		}
+		return schema.BytesValue(c.Type, b)
+	}
+}
+
+// GetAggregate returns the aggregate over records with timestamps in [from, to) at a new
+// snapshot.
+func (ml *MultiLog) GetAggregate(name string, from, to int64) (AggregateValue, error) {
+	return ml.Snapshot().GetAggregate(name, from, to)
+}
+
+// GetAggregate is MultiLog.GetAggregate at the snapshot's version: it merges every shard's
+// partials, using roll-ups for whole blocks and the filter log for partly covered buckets.
+func (s *Snapshot) GetAggregate(name string, from, to int64) (AggregateValue, error) {
+	a := s.ml.aggregate(name)
+	if a == nil {
+		return AggregateValue{}, fmt.Errorf("%w: aggregate %q", ErrNotFound, name)
+	}
+	var total partial
+	for i := range s.ml.shards {
+		p := s.ml.aggRange(a, i, s.v.tails[i], from, to)
+		total.merge(&p)
+	}
+	return a.result(&total), nil
+}
+
+// aggRange computes shard i's partial over [from, to) at tail.
+func (ml *MultiLog) aggRange(a *Aggregate, i int, tail uint64, from, to int64) partial {
+	var out partial
+	p := &a.parts[i]
+	start := p.start.Load()
+	if start < 0 || uint64(start) >= tail || from >= to {
+		return out
+	}
+	B := int64(ml.opts.FilterBucket)
+	lo, hi := ml.bucketOf(from), ml.bucketOf(to-1)
+	// Whole buckets are [wlo, whi]; partly covered edges are computed exactly.
+	wlo, whi := lo, hi
+	if from != MinTime && from > lo*B {
+		wlo = lo + 1
+	}
+	if to != MaxTime && to-1 < hi*B+B-1 {
+		whi = hi - 1
+	}
+	if lo == hi && (wlo > lo || whi < hi) {
+		q := ml.scanBucket(a, i, tail, lo, from, to)
+		out.merge(&q)
+		return out
+	}
+	if wlo > lo {
+		q := ml.scanBucket(a, i, tail, lo, from, to)
+		out.merge(&q)
+	}
+	if whi < hi {
+		q := ml.scanBucket(a, i, tail, hi, from, to)
+		out.merge(&q)
+	}
+	wlo = max(wlo, p.minBucket.Load())
+	whi = min(whi, p.maxBucket.Load())
+	if wlo <= whi {
+		ml.rollup(a, i, tail, wlo, whi+1, 0, &out)
+	}
+	return out
+}
+
+// rollup merges the blocks [lo, hi) of level l (and above) into out.
+func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int, out *partial) {
+	const fan = 1 << rollBits
+	for lo < hi {
+		if l == rollLevels-1 {
+			for ; lo < hi; lo++ {
+				q := ml.block(a, i, tail, l, lo)
+				out.merge(&q)
+			}
+			return
+		}
+		for lo < hi && lo&(fan-1) != 0 {
+			q := ml.block(a, i, tail, l, lo)
+			out.merge(&q)
+			lo++
+		}
+		for hi > lo && hi&(fan-1) != 0 {
+			hi--
+			q := ml.block(a, i, tail, l, hi)
+			out.merge(&q)
+		}
+		lo >>= rollBits
+		hi >>= rollBits
+		l++
+	}
+}
+
+// block returns the partial of block b of level l in shard i, exact at tail.
+func (ml *MultiLog) block(a *Aggregate, i int, tail uint64, l int, b int64) partial {
+	p := a.parts[i].levels[l].load(b)
+	if p == nil {
+		return partial{}
+	}
+	if p.through <= tail {
+		return *p
+	}
+	// Too new for this reader: recompute from below.
+	if l == 0 {
+		return ml.scanBucket(a, i, tail, b, MinTime, MaxTime)
+	}
+	var out partial
+	for c := range int64(1 << rollBits) {
+		q := ml.block(a, i, tail, l-1, b<<rollBits+c)
+		out.merge(&q)
+	}
+	return out
+}
+
+// scanBucket aggregates shard i's filter matches in bucket b with timestamps in [from, to),
+// from the aggregate's start to tail, reading the records.
+func (ml *MultiLog) scanBucket(a *Aggregate, i int, tail uint64, b int64, from, to int64) partial {
+	var out partial
+	start := uint64(a.parts[i].start.Load())
+	sh := ml.shards[i]
+	segs := sh.segments()
+	var key [8]byte
+	bucketKey(key[:0], b)
+	a.filter.parts[i].tree.Get(key[:], uint32(tail), func(seq uint32) bool {
+		if uint64(seq) < start {
+			return true
+		}
+		rec := sh.record(segs, uint64(seq))
+		if ts := schema.Timestamp(rec); ts >= from && ts < to {
+			a.add(&out, rec)
+		}
+		return true
+	})
+	return out
+}

@@ -1,0 +1,105 @@
+// Package multilog is Confluo's Atomic MultiLog rebuilt in Go: an append-only store of
+// fixed-size records (see package schema) with radix-tree indexes, time-bucketed filters,
+// aggregates with roll-ups, triggers evaluated by a monitor, and alerts — all updated
+// atomically with the data, at line rate, by writers that never wait for each other.
+//
+// # Use
+//
+//	s, _ := schema.Parse("{src_ip: IPV4, dport: USHORT, len: UINT}")
+//	ml, _ := multilog.New(s, multilog.Options{Writers: 2})
+//	w := ml.Writer(0)                    // one goroutine per writer
+//	_ = w.AppendBatch(records)           // whole records, laid end to end
+//	_ = ml.AddIndex("dport", 0)          // Backfill() to index older records too
+//	rows, _ := ml.Query("src_ip in 10.0.0.0/8 && dport == 80", from, to, 100)
+//	for rows.Next() { rec := rows.Record(); ... }
+//
+//	_ = ml.AddFilter("web", "dport == 80 || dport == 443")
+//	_ = ml.AddAggregate("web_bytes", "web", "SUM(len)")
+//	_ = ml.InstallTrigger("web_burst", "web_bytes >= 1e6", 10*time.Millisecond)
+//	cancel := ml.SubscribeChan(alerts)            // or ml.Subscribe(func(multilog.Alert))
+//
+// Time ranges are always [from, to): from inclusive, to exclusive, in data time (each
+// record's timestamp column, nanoseconds since the epoch). A zero time.Time is unbounded.
+//
+// # Design
+//
+// Every writer owns a shard. A shard has its own data log, its own part of every derived log,
+// and its own published tail; a version (Snapshot) is the vector of shard tails. Appending
+// never touches another shard's memory, so writers do not contend (Confluo's single global
+// read tail makes 2 writers 6x slower than one).
+//
+//	         writer 0                              writer 1
+//	            │ AppendBatch                          │
+//	            ▼                                      ▼
+//	shard 0 ┌────────────────────────────┐  shard 1 ┌──────────────────────┐
+//	 data   │seg 0 (1 MiB)│seg 1│seg 2▒▒▒│   data   │seg 0│seg 1▒▒▒▒▒▒▒▒▒▒▒│
+//	        └────────────────────────────┘          └──────────────────────┘
+//	 index  radix tree: key → [seq...]               radix tree
+//	 filter time bucket → [seq...]                   time bucket → [seq...]
+//	 aggr.  time bucket → partial (sum,min,max,n)    ...
+//	 tail   ──────────────────────▲ (atomic)         ─────────▲
+//	                              │                           │
+//	Snapshot() = Version{tails: [t0, t1]}  ◀── Freeze() pins it while writers go on
+//
+// A batch is copied into the shard's current segment (segments are fixed-size slabs of whole
+// records, allocated once; memory is 1.0x the raw record bytes plus one partly filled segment
+// per shard), every derived log of the shard is updated, and only then is the tail stored.
+// Readers load the tails once and never look at data or derived entries at or above them.
+// Each segment keeps the min and max timestamp of its records so time-range queries skip whole
+// segments, and a shard records where (if ever) its timestamps stopped being non-decreasing,
+// so ordered shards are streamed and merged without sorting.
+//
+// Invariants (also on the types):
+//
+//  1. Each shard has exactly one writer; only it appends to the shard's data and derived logs.
+//  2. A shard's tail only grows and is stored after the data and every derived log cover the
+//     records below it: a record is visible in every log or in none (atomicity).
+//  3. A reader loads each tail once (its version) and never reads at or above it: visibility
+//     is a prefix per shard, and a query never sees anything newer than its version.
+//  4. Records never change below the tail; readers take no locks and results alias the log.
+//  5. A derived log covers each shard from a start sequence that the shard's writer claims at
+//     a batch boundary; whatever it does not cover is found by scanning (indexes) or, for
+//     filters and aggregates, is explicitly outside them unless backfilled.
+//  6. Configuration (indexes, filters, aggregates, triggers) is copy-on-write: writers load it
+//     once per batch and never block on a change.
+//
+// # Queries
+//
+// The planner walks the typed filter tree (package expr): comparisons, IN lists and CIDR
+// prefixes on indexed columns become key ranges; AND picks its most selective indexed term, OR
+// needs every term indexed and unions them. Candidates from the index are then checked with
+// the full predicate, so bucketing never changes a result (Confluo's planner misses x > 0.6
+// matching 0.7 in the same bucket). Otherwise a query scans, skipping segments by time.
+// Results come in timestamp order (ties: lower shard, then sequence) from a k-way merge of
+// the shards.
+//
+// # Persistence (issue 4) fits here
+//
+// The segment is the unit of storage: a durable mode writes (and fsyncs) each batch's bytes to
+// the segment's file before the tail is stored (invariant 2 then also means "acknowledged
+// records are on disk"), recovery truncates to whole records, and archival compresses sealed
+// (full) segments with zstd and swaps the in-memory slab for a compressed one that readers
+// decompress on demand; the per-segment time bounds make retention by time a matter of
+// dropping whole segments from the front of the directory.
+//
+// # Monitoring
+//
+// Filters log the sequence numbers of their matches per time bucket (Options.FilterBucket,
+// default 1 ms): 4 bytes per match in a radix tree keyed by bucket. Aggregates keep, per shard,
+// immutable partials (count, sum, min, max) per bucket and roll-ups per 64, 4,096, ... buckets;
+// a reader merges the shards' partials at its version, recomputing from the filter log any
+// partial that is newer than its version, so GetAggregate is exact at any version and costs
+// O(log range) partials instead of one per bucket. Triggers are grouped by (aggregate, period);
+// writers report which buckets changed, and the monitor evaluates only the windows that
+// received data, once each, when data time has passed the window's end plus Options.Grace.
+//
+// # Status
+//
+// Issues 2 (store, indexes, queries) and 3 (filters, aggregates, triggers, alerts) are in
+// place. Persistence (issue 4) is not: the store is in memory, see above for where it goes.
+// Aggregates and filters can be backfilled only for filters (FilterBackfill); an aggregate
+// covers the records appended after it is added.
+//
+// Lock order: MultiLog.mu (configuration) → monitor.mu → alertLog.mu. The append path takes
+// no lock.
+package multilog

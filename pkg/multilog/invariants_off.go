@@ -1,0 +1,6 @@
+//go:build !invariants
+
+package multilog
+
+// invariants turns on expensive self-checks (go test -tags invariants).
+const invariants = false

@@ -1,0 +1,414 @@
+package multilog
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluo-go/confluo/pkg/logstore"
+	"github.com/confluo-go/confluo/pkg/schema"
+)
+
+// Persistence says where and how a MultiLog keeps its data on disk (see Open and package
+// logstore; the format is docs/format.md).
+type Persistence struct {
+	// Dir is the MultiLog's directory; it is created if missing. Required.
+	Dir string
+
+	// Mode is logstore.Durable (an append returns after its records are fdatasync'ed; the
+	// default) or logstore.DurableRelaxed (synced every Store.SyncInterval; a crash loses at
+	// most that interval). For logstore.InMemory use New.
+	Mode logstore.Mode
+
+	// Store holds the storage options: SyncInterval, ArchiveAge (sealed segments older than it
+	// are compressed on disk and leave memory), MaxMemoryBytes (sealed segments held in memory
+	// beyond it are archived and leave memory, oldest first), Codec, CompressionLevel,
+	// CacheSegments, MaintainInterval, Now. Segments that left memory are read back through the
+	// store transparently: queries, filters and aggregates give the same answers. Mode,
+	// Shards, SegmentBytes, Name, Registerer, Logger and OnRelease come from Persistence and the
+	// MultiLog's Options. RetentionAge and MaxDiskBytes (which delete data) are not supported
+	// by the MultiLog yet — its queries and indexes assume every record below the tail stays
+	// readable — and are rejected. Derived logs (indexes, filters, aggregates) stay in memory.
+	Store logstore.Options
+}
+
+// persistState is a persisted MultiLog's link to its store.
+type persistState struct {
+	store *logstore.Store
+	ml    atomic.Pointer[MultiLog] // set once Open is done; the store's OnRelease uses it
+
+	// readErrors counts reads of released segments that failed (damaged or missing archive);
+	// such records read as zeros.
+	readErrors atomic.Uint64
+
+	// mu guards defs and writing them to the store. Lock order: MultiLog.mu, monitor.mu,
+	// persistState.mu.
+	mu   sync.Mutex
+	defs definitions
+}
+
+// definitions are the MultiLog's configuration as the user gave it, kept in the store's
+// manifest so that Open can redefine it.
+type definitions struct {
+	Indexes    []indexDef     `json:"indexes,omitempty"`
+	Filters    []filterDef    `json:"filters,omitempty"`
+	Aggregates []aggregateDef `json:"aggregates,omitempty"`
+	Triggers   []triggerDef   `json:"triggers,omitempty"`
+}
+
+type indexDef struct {
+	Column string  `json:"column"`
+	Bucket float64 `json:"bucket"`
+}
+
+type filterDef struct {
+	Name string `json:"name"`
+	Expr string `json:"expr"`
+}
+
+type aggregateDef struct {
+	Name      string `json:"name"`
+	Filter    string `json:"filter"`
+	Aggregate string `json:"aggregate"`
+}
+
+type triggerDef struct {
+	Name      string        `json:"name"`
+	Condition string        `json:"condition"`
+	Period    time.Duration `json:"period_ns"`
+}
+
+// Open opens the MultiLog persisted in p.Dir, or creates it there.
+//
+// A new directory needs a schema; for an existing one s may be nil (the schema comes from the
+// directory) and a non-nil s must equal it. opts.Writers and opts.SegmentBytes left zero are
+// taken from an existing directory; non-zero values must match it.
+//
+// Open restores the indexes, filters and aggregates (which then cover every restored record),
+// then the data (every shard's records are replayed through the normal append path, so every
+// derived log is rebuilt), then the triggers (they evaluate windows that receive data from
+// now on, so restored data does not fire alerts again). A torn final batch left by a crash is
+// discarded. If the directory holds damage, Open returns the MultiLog together with an error
+// wrapping *logstore.DamageError (errors.Is(err, logstore.ErrDamaged)): the MultiLog is usable,
+// and records lost to the damage read as zero-filled records.
+//
+// From then on every append is also written to the directory before it is published (in
+// Durable mode, before the batch is acknowledged). A write error is sticky: the batch stays
+// visible in memory but AppendBatch returns the error, now and for every later batch of that
+// writer. After Close the MultiLog stays readable but appends fail.
+func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
+	if p.Dir == "" {
+		return nil, fmt.Errorf("%w: persistence needs a directory", ErrOptions)
+	}
+	so := p.Store
+	switch {
+	case so.RetentionAge != 0 || so.MaxDiskBytes != 0:
+		return nil, fmt.Errorf("%w: RetentionAge and MaxDiskBytes are not supported by the MultiLog yet", ErrOptions)
+	case so.OnRelease != nil:
+		return nil, fmt.Errorf("%w: Store.OnRelease is the MultiLog's own", ErrOptions)
+	case p.Mode == logstore.InMemory:
+		so.Mode = logstore.Durable
+	case p.Mode == logstore.Durable || p.Mode == logstore.DurableRelaxed:
+		so.Mode = p.Mode
+	default:
+		return nil, fmt.Errorf("%w: persistence mode %v", ErrOptions, p.Mode)
+	}
+	if opts.Writers == 0 && !logstore.Exists(p.Dir) {
+		opts.Writers = runtime.NumCPU()
+	}
+	so.Shards, so.SegmentBytes = opts.Writers, opts.SegmentBytes
+	so.Name, so.Registerer, so.Logger = opts.Name, opts.Registerer, opts.Logger
+	ps := &persistState{}
+	// The store releases a sealed segment's memory (after archiving it) to stay under
+	// MaxMemoryBytes; the MultiLog then drops its reference too and reads it through the store.
+	so.OnRelease = func(shard int, first uint64) {
+		if ml := ps.ml.Load(); ml != nil {
+			ml.releaseSegment(shard, first)
+		}
+	}
+	st, openErr := logstore.Open(p.Dir, s, so)
+	if st == nil {
+		return nil, fmt.Errorf("multilog: open %s: %w", p.Dir, openErr)
+	}
+	var ml *MultiLog
+	fail := func(err error) (*MultiLog, error) {
+		if ml != nil {
+			ml.Close() // stops a monitor started by a restored trigger; the store is closed below
+		}
+		return nil, errors.Join(err, st.Close())
+	}
+	opts.Writers, opts.SegmentBytes = st.Shards(), st.SegmentRecords()*st.Schema().RecordSize
+	ml, err := New(st.Schema(), opts)
+	if err != nil {
+		return fail(err)
+	}
+	ps.store = st
+	if raw := st.Definitions(); len(raw) > 0 {
+		if err := json.Unmarshal(raw, &ps.defs); err != nil {
+			return fail(fmt.Errorf("%w: %s: definitions: %v", ErrOptions, p.Dir, err))
+		}
+	}
+	d := ps.defs
+	for _, ix := range d.Indexes {
+		if err := ml.AddIndex(ix.Column, ix.Bucket); err != nil {
+			return fail(fmt.Errorf("multilog: restore index on %q: %w", ix.Column, err))
+		}
+	}
+	for _, f := range d.Filters {
+		if err := ml.AddFilter(f.Name, f.Expr); err != nil {
+			return fail(fmt.Errorf("multilog: restore filter %q: %w", f.Name, err))
+		}
+	}
+	for _, a := range d.Aggregates {
+		if err := ml.AddAggregate(a.Name, a.Filter, a.Aggregate); err != nil {
+			return fail(fmt.Errorf("multilog: restore aggregate %q: %w", a.Name, err))
+		}
+	}
+	if err := ml.replay(st, ps); err != nil {
+		return fail(err)
+	}
+	for _, t := range d.Triggers {
+		if err := ml.InstallTrigger(t.Name, t.Condition, t.Period); err != nil {
+			return fail(fmt.Errorf("multilog: restore trigger %q: %w", t.Name, err))
+		}
+	}
+	// Attach last: definitions restored above are already in ps.defs.
+	ml.persist = ps
+	ps.ml.Store(ml)
+	// Segments the store released while Open ran (background maintenance) are released here too.
+	for i := range ml.shards {
+		for _, info := range st.Shard(i).Segments() {
+			if info.Sealed && !info.InMemory {
+				ml.releaseSegment(i, info.First)
+			}
+		}
+	}
+	return ml, openErr
+}
+
+// replay appends every record of the store through the normal append path (not persisted
+// again), then attaches each shard to its shard log: the active segment's memory becomes the
+// store's buffer, so later appends are written once, in place.
+func (ml *MultiLog) replay(st *logstore.Store, ps *persistState) error {
+	rs := ml.schema.RecordSize
+	release := st.Options().MaxMemoryBytes > 0
+	for i, sh := range ml.shards {
+		l := st.Shard(i)
+		if l.FirstSeq() != 0 {
+			return fmt.Errorf("%w: shard %d starts at record %d; retention is not supported by the MultiLog yet", ErrOptions, i, l.FirstSeq())
+		}
+		w := ml.Writer(i)
+		for _, info := range l.Segments() {
+			if info.Records == 0 {
+				continue
+			}
+			data, err := l.ReadSegment(info.First)
+			if errors.Is(err, logstore.ErrDamaged) && len(info.Holes) > 0 {
+				// A lost segment (reported by the store's Open): its records read as zeros.
+				data, err = make([]byte, info.Records*rs), nil
+			}
+			if err != nil {
+				return fmt.Errorf("multilog: restore shard %d segment %d: %w", i, info.First, err)
+			}
+			if err := w.AppendBatch(data[:info.Records*rs]); err != nil {
+				return fmt.Errorf("multilog: restore shard %d: %w", i, err)
+			}
+			if info.Sealed && !info.InMemory && release && len(info.Holes) == 0 {
+				// Under a memory bound, restored sealed segments are read from the store.
+				sh.segs[len(sh.segs)-1].mem.Store(nil)
+			}
+		}
+		if sh.next != l.Tail() {
+			return fmt.Errorf("multilog: restore shard %d: %d records replayed, the store has %d", i, sh.next, l.Tail())
+		}
+		if k := len(sh.segs); k > 0 && sh.segs[k-1].used < sh.segRecords {
+			seg := sh.segs[k-1]
+			first, mem, next, err := l.Reserve()
+			if err != nil {
+				return fmt.Errorf("multilog: restore shard %d: %w", i, err)
+			}
+			if first != seg.first || next != seg.used || len(mem) != len(*seg.mem.Load()) {
+				return fmt.Errorf("multilog: restore shard %d: store's active segment %d+%d does not match %d+%d", i, first, next, seg.first, seg.used)
+			}
+			seg.mem.Store(&mem) // same records; nothing reads the MultiLog yet
+		}
+		sh.log, sh.ps = l, ps
+	}
+	return nil
+}
+
+// segmentMemory returns the memory for the shard's new segment starting at first: the shard
+// log's buffer when the shard is persisted (records are then written once, in place), else a
+// new slab. Writer-private.
+func (sh *shard) segmentMemory(first uint64) []byte {
+	if sh.log != nil && sh.logErr == nil {
+		f, mem, next, err := sh.log.Reserve()
+		if err == nil && (f != first || next != 0 || len(mem) != sh.segRecords*sh.recordSize) {
+			err = fmt.Errorf("multilog: shard %d: store segment %d+%d for segment %d", sh.id, f, next, first)
+		}
+		if err == nil {
+			return mem
+		}
+		sh.logErr = err
+	}
+	return make([]byte, sh.segRecords*sh.recordSize)
+}
+
+// commit persists k records just copied into the shard's active segment (Durable: synced when
+// it returns). Writer-private; a failure is sticky in sh.logErr.
+func (sh *shard) commit(k int) {
+	if sh.log == nil || sh.logErr != nil {
+		return
+	}
+	if err := sh.log.Commit(k); err != nil {
+		sh.logErr = fmt.Errorf("multilog: shard %d: persist: %w", sh.id, err)
+	}
+}
+
+// persistErr is the shard's sticky persistence error, if any.
+func (sh *shard) persistErr() error { return sh.logErr }
+
+// saveDefinitions applies change to the persisted definitions and writes them. It is a no-op
+// for a MultiLog without persistence.
+func (ml *MultiLog) saveDefinitions(change func(d *definitions)) error {
+	ps := ml.persist
+	if ps == nil {
+		return nil
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	d := ps.defs
+	d.Indexes = slices.Clone(d.Indexes)
+	d.Filters = slices.Clone(d.Filters)
+	d.Aggregates = slices.Clone(d.Aggregates)
+	d.Triggers = slices.Clone(d.Triggers)
+	change(&d)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep "a >= 1" readable in the manifest
+	err := enc.Encode(d)
+	if err == nil {
+		err = ps.store.SetDefinitions(bytes.TrimSpace(b.Bytes()))
+	}
+	if err != nil {
+		return fmt.Errorf("multilog: definition applied in memory but not persisted: %w", err)
+	}
+	ps.defs = d
+	return nil
+}
+
+// Hooks called by the definition methods after a change succeeded (under MultiLog.mu and/or
+// monitor.mu; they take only persistState.mu).
+
+func (ml *MultiLog) persistAddIndex(column string, bucket float64) error {
+	return ml.saveDefinitions(func(d *definitions) { d.Indexes = append(d.Indexes, indexDef{column, bucket}) })
+}
+
+func (ml *MultiLog) persistRemoveIndex(col *schema.Column) error {
+	return ml.saveDefinitions(func(d *definitions) {
+		d.Indexes = slices.DeleteFunc(d.Indexes, func(x indexDef) bool {
+			c, ok := ml.schema.Column(x.Column)
+			return ok && c.Name == col.Name
+		})
+	})
+}
+
+func (ml *MultiLog) persistAddFilter(name, expression string) error {
+	return ml.saveDefinitions(func(d *definitions) { d.Filters = append(d.Filters, filterDef{name, expression}) })
+}
+
+func (ml *MultiLog) persistRemoveFilter(name string) error {
+	return ml.saveDefinitions(func(d *definitions) {
+		d.Filters = slices.DeleteFunc(d.Filters, func(x filterDef) bool { return x.Name == name })
+	})
+}
+
+func (ml *MultiLog) persistAddAggregate(name, filter, aggregate string) error {
+	return ml.saveDefinitions(func(d *definitions) { d.Aggregates = append(d.Aggregates, aggregateDef{name, filter, aggregate}) })
+}
+
+func (ml *MultiLog) persistRemoveAggregate(name string) error {
+	return ml.saveDefinitions(func(d *definitions) {
+		d.Aggregates = slices.DeleteFunc(d.Aggregates, func(x aggregateDef) bool { return x.Name == name })
+	})
+}
+
+func (ml *MultiLog) persistInstallTrigger(name, condition string, period time.Duration) error {
+	return ml.saveDefinitions(func(d *definitions) { d.Triggers = append(d.Triggers, triggerDef{name, condition, period}) })
+}
+
+func (ml *MultiLog) persistRemoveTrigger(name string) error {
+	return ml.saveDefinitions(func(d *definitions) {
+		d.Triggers = slices.DeleteFunc(d.Triggers, func(x triggerDef) bool { return x.Name == name })
+	})
+}
+
+// Store returns the MultiLog's store (nil without persistence): its Stats, Recovery,
+// Maintain and Sync.
+func (ml *MultiLog) Store() *logstore.Store {
+	if ml.persist == nil {
+		return nil
+	}
+	return ml.persist.store
+}
+
+// closePersist closes the store (syncing what DurableRelaxed has not yet synced).
+func (ml *MultiLog) closePersist() error {
+	if ml.persist == nil {
+		return nil
+	}
+	return ml.persist.store.Close()
+}
+
+// bytes returns the segment's records: its memory, or, once persistence released it, the
+// store's copy (archived segments are decompressed through the store's cache).
+func (seg *segment) bytes(sh *shard) []byte {
+	if m := seg.mem.Load(); m != nil {
+		return *m
+	}
+	return sh.loadReleased(seg)
+}
+
+// loadReleased reads a released segment from the store. A failed read (damaged or missing
+// archive) is counted and logged, and the records read as zeros: reads never fail or panic.
+func (sh *shard) loadReleased(seg *segment) []byte {
+	data, err := sh.log.ReadSegment(seg.first)
+	if err == nil && len(data) == sh.segRecords*sh.recordSize {
+		return data
+	}
+	if err == nil {
+		err = fmt.Errorf("%d bytes, want %d", len(data), sh.segRecords*sh.recordSize)
+	}
+	if ml := sh.ps.ml.Load(); ml != nil {
+		if sh.ps.readErrors.Add(1) == 1 {
+			ml.opts.Logger.Error("multilog: reading a released segment failed; its records read as zeros", "shard", sh.id, "first", seg.first, "err", err)
+		}
+	}
+	return make([]byte, sh.segRecords*sh.recordSize)
+}
+
+// releaseSegment drops the MultiLog's reference to a sealed segment the store released.
+func (ml *MultiLog) releaseSegment(shard int, first uint64) {
+	if shard < 0 || shard >= len(ml.shards) {
+		return
+	}
+	sh := ml.shards[shard]
+	segs := sh.segments()
+	if i := first / uint64(sh.segRecords); i < uint64(len(segs)) && segs[i].first == first {
+		segs[i].mem.Store(nil)
+	}
+}
+
+// PersistReadErrors is the number of failed reads of segments released to the store.
+func (ml *MultiLog) PersistReadErrors() uint64 {
+	if ml.persist == nil {
+		return 0
+	}
+	return ml.persist.readErrors.Load()
+}

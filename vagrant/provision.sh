@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Provisions one lab VM: role "coordinator" (NATS + confluo-coordinator) or "hypervisor" (OVS,
+# two guest namespaces on br-lab, confluo-sidecar mirroring br-lab to a tap spray port).
+set -euo pipefail
+role=$1 coord_ip=$2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq golang-go make git iproute2 >/dev/null
+if [ ! -x /usr/local/go/bin/go ]; then
+	echo "provision: install Go 1.26 at /usr/local/go first (the Debian golang-go is too old to build the module)" >&2
+fi
+cd /opt/confluo
+bash scripts/setup-test-env.sh
+PATH=/usr/local/go/bin:$PATH make build
+install -m 0755 bin/* /usr/local/bin/
+case $role in
+coordinator)
+	systemd-run --unit confluo-coordinator /usr/local/bin/confluo-coordinator --nats-listen "0.0.0.0:4222"
+	;;
+hypervisor)
+	systemctl enable --now openvswitch-switch
+	ovs-vsctl --may-exist add-br br-lab -- set bridge br-lab datapath_type=netdev
+	for g in g1 g2; do
+		ip netns add "$g" 2>/dev/null || true
+		ip link add "v$g" type veth peer name eth0 netns "$g" 2>/dev/null || true
+		ip link set "v$g" up
+		ovs-vsctl --may-exist add-port br-lab "v$g"
+	done
+	ip -n g1 addr replace 10.77.0.1/24 dev eth0 && ip -n g1 link set eth0 up
+	ip -n g2 addr replace 10.77.0.2/24 dev eth0 && ip -n g2 link set eth0 up
+	systemd-run --unit confluo-sidecar /usr/local/bin/confluo-sidecar \
+		--nats-url "nats://${coord_ip}:4222" --host "$(hostname)" --mirror-bridge br-lab --source afpacket
+	;;
+esac
