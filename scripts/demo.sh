@@ -109,9 +109,15 @@ show aggregate 'SUM(frame_len)' 'src_ip == 10.88.0.1 && dst_port == 5301'
 show aggregate 'COUNT(*)' 'ip_proto == udp && frame_len < 300'
 show stats
 
-cat <<TXT
+if [ "$KEEP" = "0" ]; then
+	cat <<TXT
 
-Query it further:
+The demo sidecar stops now. To query it further, keep it running with \`make demo KEEP=1\`, then:
+TXT
+else
+	printf '\nQuery it further:\n'
+fi
+cat <<TXT
   $BIN/confluoctl --nats $NATS_URL --host $HOST query 'icmp_type == 8' --columns timestamp,src_ip,dst_ip,ttl
   $BIN/confluoctl --nats $NATS_URL --host $HOST query 'ip_proto == udp' --all --output pcap -o /tmp/udp.pcap
   $BIN/confluoctl --nats $NATS_URL --host $HOST alerts

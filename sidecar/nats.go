@@ -34,7 +34,8 @@ func startEmbedded(host string, port int) (*server.Server, error) {
 
 // connectNATS connects to url (comma-separated URLs) with the configured auth and TLS. It retries
 // forever in the background if the server is not up yet, so the sidecar starts during an outage.
-func connectNATS(url string, o NATSOptions, name string, logger *slog.Logger, onState func()) (*nats.Conn, error) {
+// extra options are applied last.
+func connectNATS(url string, o NATSOptions, name string, logger *slog.Logger, onState func(), extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -84,6 +85,7 @@ func connectNATS(url string, o NATSOptions, name string, logger *slog.Logger, on
 	if o.TLS.CertFile != "" {
 		opts = append(opts, nats.ClientCert(o.TLS.CertFile, o.TLS.KeyFile))
 	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: connect to nats %s: %w", redactURLs(url), err)

@@ -170,12 +170,15 @@ func (s *Sidecar) init(eng engine.Engine, capture capturer, closers []func() err
 			url = ns.ClientURL()
 		}
 		s.natsURL = url
+		// Replies come to inboxes under the host's own prefix: a server enforcing per-host
+		// permissions lets a host subscribe only there (see fleet.InboxPrefix); harmless
+		// without permissions.
 		nc, err := connectNATS(url, o.NATS, "confluo-sidecar-"+o.Host, s.logger, func() {
 			select {
 			case wake <- struct{}{}:
 			default:
 			}
-		})
+		}, nats.CustomInboxPrefix(fleet.InboxPrefix(o.Host)))
 		if err != nil {
 			return nil, err
 		}

@@ -13,9 +13,16 @@ cd /opt/confluo
 bash scripts/setup-test-env.sh
 PATH=/usr/local/go/bin:$PATH make build
 install -m 0755 bin/* /usr/local/bin/
+mkdir -p /etc/confluo
 case $role in
 coordinator)
-	systemd-run --unit confluo-coordinator /usr/local/bin/confluo-coordinator --nats-listen "0.0.0.0:4222"
+	cat >/etc/confluo/coordinator.yaml <<YAML
+nats:
+  embedded_host: 0.0.0.0
+  embedded_port: 4222
+  store_dir: /var/lib/confluo/jetstream
+YAML
+	systemd-run --unit confluo-coordinator /usr/local/bin/confluo-coordinator -config /etc/confluo/coordinator.yaml
 	;;
 hypervisor)
 	systemctl enable --now openvswitch-switch
@@ -28,7 +35,21 @@ hypervisor)
 	done
 	ip -n g1 addr replace 10.77.0.1/24 dev eth0 && ip -n g1 link set eth0 up
 	ip -n g2 addr replace 10.77.0.2/24 dev eth0 && ip -n g2 link set eth0 up
-	systemd-run --unit confluo-sidecar /usr/local/bin/confluo-sidecar \
-		--nats-url "nats://${coord_ip}:4222" --host "$(hostname)" --mirror-bridge br-lab --source afpacket
+	cat >/etc/confluo/sidecar.yaml <<YAML
+host: $(hostname)
+capture:
+  source: afpacket
+nats:
+  urls: ["nats://${coord_ip}:4222"]
+mirror:
+  enabled: true
+  bridge: br-lab
+  name: confluo-lab
+  select_all: true
+  snaplen: 128
+fleet:
+  enabled: true
+YAML
+	systemd-run --unit confluo-sidecar /usr/local/bin/confluo-sidecar -config /etc/confluo/sidecar.yaml
 	;;
 esac

@@ -2,6 +2,7 @@
 //
 //	confluoctl mirror enable|disable|status|list   (package ovs/cli)
 //	confluoctl query|aggregate|alerts|tail|stats|filter|trigger|index   (package sidecar/cli)
+//	confluoctl fleet ...   (package coordinator/cli)
 //
 // Exit codes are documented per command group (see ovs/cli).
 package main
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	fleetcli "github.com/confluo-go/confluo/coordinator/cli"
 	"github.com/confluo-go/confluo/ovs/cli"
 	sidecarcli "github.com/confluo-go/confluo/sidecar/cli"
 )
@@ -30,6 +32,7 @@ func main() {
 	}
 	root.AddCommand(cli.NewMirrorCommand())
 	root.AddCommand(sidecarcli.Commands()...) // query, aggregate, alerts, tail, stats, filter, trigger, index
+	root.AddCommand(fleetcli.NewFleetCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "confluoctl: %v\n", err)
 		if hint := cli.Hint(err); hint != "" {
