@@ -17,22 +17,23 @@ func openStore(opts Options, onAlert engine.AlertFunc, logger *slog.Logger) (eng
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("sidecar: packet schema: %w", err)
 	}
-	ml, err := multilog.New(sch, multilog.Options{Writers: opts.Capture.Rings, FilterBucket: opts.Store.Bucket,
-		Logger: logger})
+	var capture *pipeline
+	mlOpts := multilog.Options{Writers: opts.Capture.Rings, FilterBucket: opts.Store.Bucket, Logger: logger}
+	if opts.Capture.Source != "none" {
+		// Trigger windows close on the capture's watermark; capture is set below, before any
+		// trigger (and so the monitor goroutine) exists.
+		mlOpts.Watermark = func() int64 { return capture.Watermark() }
+	}
+	ml, err := multilog.New(sch, mlOpts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("sidecar: store: %w", err)
 	}
-	var capture *pipeline
 	if opts.Capture.Source != "none" {
 		if capture, err = newPipeline(opts.Capture, ml, logger); err != nil {
 			return nil, nil, nil, err
 		}
 	}
-	var watermark func() int64 // default: wall clock
-	if capture != nil {
-		watermark = capture.Watermark
-	}
-	store := engine.NewStore(engine.StoreOptions{Logger: logger, Watermark: watermark}, onAlert)
+	store := engine.NewStore(engine.StoreOptions{Logger: logger}, onAlert)
 	if err := store.Add(opts.Store.MultiLog, ml); err != nil {
 		_ = store.Close()
 		if capture != nil {

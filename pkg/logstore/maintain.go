@@ -240,5 +240,8 @@ func (st *Store) deleteFront(l *ShardLog, seg *segment, why deleteReason, res *M
 		st.counters.deletedMemory.Add(1)
 		res.DeletedByMemory++
 	}
+	if st.opts.OnDelete != nil {
+		st.opts.OnDelete(l.id, seg.first)
+	}
 	return d
 }

@@ -138,6 +138,12 @@ type Options struct {
 	// It runs on the goroutine running Maintain and must not call Maintain. Default nil.
 	OnRelease func(shard int, first uint64)
 
+	// OnDelete, if set, is called after retention or a bound deleted a shard's oldest segment
+	// (FirstSeq has already moved past it, and reads of it fail with ErrDropped): an owner that
+	// shares the segment buffers drops its reference and skips the segment's records from then
+	// on. It runs on the goroutine running Maintain and must not call Maintain. Default nil.
+	OnDelete func(shard int, first uint64)
+
 	// Now is the clock archival and retention ages are measured against. Default time.Now.
 	Now func() time.Time
 

@@ -104,16 +104,33 @@ const (
 //  2. A published partial with through ≤ a reader's tail is exact for that reader; one with
 //     through > tail is too new, and the reader recomputes that block from the lower level (at
 //     level 0, from the filter log), so a read is always consistent with its version.
+//  3. parts[i].backfill, once set, is immutable and summarises exactly the filter log's
+//     matches of shard i below parts[i].start (AggregateBackfill); a reader whose tail is at
+//     least that start uses its roll-ups, an older reader scans the filter log below its tail.
+//  4. An aggregate is found by name (GetAggregate, InstallTrigger, Aggregates) only once
+//     ready: at once without backfill, after every shard's backfill is stored with it. So a
+//     named aggregate's value at any version covers the filter's matches from the filter's
+//     start (backfill) or from the aggregate's start on.
 type Aggregate struct {
 	name   string
 	filter *Filter
 	agg    *expr.Aggregate
 	kind   valueKind
 	parts  []aggPart
+	ready  atomic.Bool
+}
+
+// aggBackfill is an aggregate's summary of one shard's filter matches below the aggregate's
+// start: roll-up levels as for appended records, every partial exact (through 0).
+type aggBackfill struct {
+	through              uint64 // the aggregate's start in the shard
+	levels               [rollLevels]pageTable
+	minBucket, maxBucket int64 // min > max while empty
 }
 
 type aggPart struct {
 	start     atomic.Int64
+	backfill  atomic.Pointer[aggBackfill]
 	levels    [rollLevels]pageTable
 	minBucket atomic.Int64 // range of buckets with data; min > max while empty
 	maxBucket atomic.Int64
@@ -131,13 +148,28 @@ func (a *Aggregate) startOf(shard int) *atomic.Int64 { return &a.parts[shard].st
 // Name returns the aggregate's name.
 func (a *Aggregate) Name() string { return a.name }
 
+// AggregateOption changes how AddAggregate builds an aggregate.
+type AggregateOption func(*aggregateOptions)
+
+type aggregateOptions struct{ backfill bool }
+
+// AggregateBackfill makes AddAggregate also cover the records its filter logged before the
+// call (all of the filter's matches, including a filter's own backfill). The backfill runs in
+// the caller's goroutine and never blocks writers; the aggregate is visible by name only once
+// it is complete.
+func AggregateBackfill() AggregateOption { return func(o *aggregateOptions) { o.backfill = true } }
+
 // AddAggregate defines an aggregate over the records of filter: "SUM(col)", "MIN(col)",
 // "MAX(col)", "COUNT(*)" or "COUNT(col)", "AVG(col)". SUM and AVG need a numeric column; MIN
 // and MAX a numeric column or one of at most 8 bytes (IPV4, MAC, STRING(≤8)). An unknown
 // function or column, a filter that does not exist or a duplicate name is an error at
 // definition time; nothing that can be defined can break ingest. The aggregate covers records
-// appended after the call.
-func (ml *MultiLog) AddAggregate(name, filter, aggregate string) error {
+// appended after the call, and with AggregateBackfill those the filter logged before it.
+func (ml *MultiLog) AddAggregate(name, filter, aggregate string, options ...AggregateOption) error {
+	var o aggregateOptions
+	for _, opt := range options {
+		opt(&o)
+	}
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -170,20 +202,81 @@ func (ml *MultiLog) AddAggregate(name, filter, aggregate string) error {
 		p.curBucket = math.MinInt64
 		p.wMin, p.wMax = math.MaxInt64, math.MinInt64
 	}
+	a.ready.Store(!o.backfill)
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
 	a.filter = ml.filterByName(filter)
 	if a.filter == nil {
+		ml.mu.Unlock()
 		return fmt.Errorf("%w: aggregate %q: filter %q", ErrNotFound, name, filter)
 	}
 	cfg := ml.cfg.Load()
 	if slices.ContainsFunc(cfg.aggs, func(o *Aggregate) bool { return o.name == name }) {
+		ml.mu.Unlock()
 		return fmt.Errorf("%w: aggregate %q", ErrExists, name)
 	}
 	n := cfg.clone()
 	n.aggs = append(n.aggs, a)
 	ml.cfg.Store(n.finish())
-	return ml.persistAddAggregate(name, filter, aggregate)
+	err = ml.persistAddAggregate(name, filter, aggregate)
+	ml.mu.Unlock()
+	if o.backfill {
+		ml.claimIdle(a)
+		for i := range a.parts {
+			a.parts[i].backfill.Store(ml.buildBackfill(a, i))
+		}
+		a.ready.Store(true)
+	}
+	return err
+}
+
+// buildBackfill summarises shard i's filter matches below the aggregate's start.
+func (ml *MultiLog) buildBackfill(a *Aggregate, i int) *aggBackfill {
+	sh := ml.shards[i]
+	through := uint64(a.parts[i].start.Load())
+	bf := &aggBackfill{through: through, minBucket: math.MaxInt64, maxBucket: math.MinInt64}
+	seqs := ml.filterSeqs(a.filter, sh, through, request{from: MinTime, to: MaxTime})
+	segs := sh.segments()
+	buckets := map[int64]*partial{}
+	for _, seq := range seqs {
+		rec := sh.record(segs, uint64(seq))
+		b := ml.bucketOf(schema.Timestamp(rec))
+		p := buckets[b]
+		if p == nil {
+			p = new(partial)
+			buckets[b] = p
+		}
+		a.add(p, rec)
+	}
+	for b, q := range buckets {
+		bf.minBucket = min(bf.minBucket, b)
+		bf.maxBucket = max(bf.maxBucket, b)
+		for l := range rollLevels {
+			slot := bf.levels[l].slot(b >> (rollBits * l))
+			n := new(partial)
+			if old := slot.Load(); old != nil {
+				*n = *old
+			}
+			n.merge(q)
+			slot.Store(n)
+		}
+	}
+	return bf
+}
+
+// bucketSpan returns the smallest and largest time bucket holding data of the aggregate in any
+// shard (lo > hi when there is none).
+func (a *Aggregate) bucketSpan() (lo, hi int64) {
+	lo, hi = math.MaxInt64, math.MinInt64
+	for i := range a.parts {
+		p := &a.parts[i]
+		lo = min(lo, p.minBucket.Load())
+		hi = max(hi, p.maxBucket.Load())
+		if bf := p.backfill.Load(); bf != nil {
+			lo = min(lo, bf.minBucket)
+			hi = max(hi, bf.maxBucket)
+		}
+	}
+	return lo, hi
 }
 
 // RemoveAggregate drops an aggregate. One that a trigger uses cannot be removed.
@@ -204,18 +297,20 @@ func (ml *MultiLog) RemoveAggregate(name string) error {
 	return ml.persistRemoveAggregate(name)
 }
 
-// Aggregates returns the aggregates' names.
+// Aggregates returns the names of the aggregates that are ready (see AggregateBackfill).
 func (ml *MultiLog) Aggregates() []string {
 	var names []string
 	for _, a := range ml.cfg.Load().aggs {
-		names = append(names, a.name)
+		if a.ready.Load() {
+			names = append(names, a.name)
+		}
 	}
 	return names
 }
 
 func (ml *MultiLog) aggregate(name string) *Aggregate {
 	for _, a := range ml.cfg.Load().aggs {
-		if a.name == name {
+		if a.name == name && a.ready.Load() {
 			return a
 		}
 	}
@@ -423,15 +518,44 @@ func (s *Snapshot) GetAggregate(name string, from, to int64) (AggregateValue, er
 	return a.result(&total), nil
 }
 
-// aggRange computes shard i's partial over [from, to) at tail.
+// aggRange computes shard i's partial over [from, to) at tail: the backfill (records below
+// the aggregate's start) plus the records from the start on.
 func (ml *MultiLog) aggRange(a *Aggregate, i int, tail uint64, from, to int64) partial {
 	var out partial
-	p := &a.parts[i]
-	start := p.start.Load()
-	if start < 0 || uint64(start) >= tail || from >= to {
+	if from >= to {
 		return out
 	}
+	p := &a.parts[i]
+	if bf := p.backfill.Load(); bf != nil {
+		if tail < bf.through {
+			ml.scanFilterLog(a, i, tail, from, to, &out)
+		} else {
+			ml.rangeOver(a, i, tail, from, to, &bf.levels, bf.minBucket, bf.maxBucket, true, &out)
+		}
+	}
+	start := p.start.Load()
+	if start < 0 || uint64(start) >= tail {
+		return out
+	}
+	ml.rangeOver(a, i, tail, from, to, &p.levels, p.minBucket.Load(), p.maxBucket.Load(), false, &out)
+	return out
+}
+
+// rangeOver merges into out the partials of levels over [from, to): roll-ups for whole buckets
+// in [minBucket, maxBucket], and the records for partly covered edge buckets (from the filter
+// log below the backfill's start when backfill, else from the aggregate's start to tail).
+func (ml *MultiLog) rangeOver(a *Aggregate, i int, tail uint64, from, to int64, levels *[rollLevels]pageTable,
+	minBucket, maxBucket int64, backfill bool, out *partial) {
 	B := int64(ml.opts.FilterBucket)
+	edge := func(b int64) {
+		if backfill {
+			s, e := bucketBounds(b, B)
+			ml.scanFilterLog(a, i, a.parts[i].backfill.Load().through, max(from, s), min(to, e), out)
+			return
+		}
+		q := ml.scanBucket(a, i, tail, b, from, to)
+		out.merge(&q)
+	}
 	lo, hi := ml.bucketOf(from), ml.bucketOf(to-1)
 	// Whole buckets are [wlo, whi]; partly covered edges are computed exactly.
 	wlo, whi := lo, hi
@@ -442,45 +566,54 @@ func (ml *MultiLog) aggRange(a *Aggregate, i int, tail uint64, from, to int64) p
 		whi = hi - 1
 	}
 	if lo == hi && (wlo > lo || whi < hi) {
-		q := ml.scanBucket(a, i, tail, lo, from, to)
-		out.merge(&q)
-		return out
+		edge(lo)
+		return
 	}
 	if wlo > lo {
-		q := ml.scanBucket(a, i, tail, lo, from, to)
-		out.merge(&q)
+		edge(lo)
 	}
 	if whi < hi {
-		q := ml.scanBucket(a, i, tail, hi, from, to)
-		out.merge(&q)
+		edge(hi)
 	}
-	wlo = max(wlo, p.minBucket.Load())
-	whi = min(whi, p.maxBucket.Load())
+	wlo = max(wlo, minBucket)
+	whi = min(whi, maxBucket)
 	if wlo <= whi {
-		ml.rollup(a, i, tail, wlo, whi+1, 0, &out)
+		ml.rollup(a, i, tail, wlo, whi+1, 0, levels, out)
 	}
-	return out
+}
+
+// scanFilterLog aggregates shard i's filter matches below limit with timestamps in [from, to),
+// reading the records (the backfill's edges and readers older than the backfill).
+func (ml *MultiLog) scanFilterLog(a *Aggregate, i int, limit uint64, from, to int64, out *partial) {
+	if from >= to {
+		return
+	}
+	sh := ml.shards[i]
+	segs := sh.segments()
+	for _, seq := range ml.filterSeqs(a.filter, sh, limit, request{from: from, to: to}) {
+		a.add(out, sh.record(segs, uint64(seq)))
+	}
 }
 
 // rollup merges the blocks [lo, hi) of level l (and above) into out.
-func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int, out *partial) {
+func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int, levels *[rollLevels]pageTable, out *partial) {
 	const fan = 1 << rollBits
 	for lo < hi {
 		if l == rollLevels-1 {
 			for ; lo < hi; lo++ {
-				q := ml.block(a, i, tail, l, lo)
+				q := ml.block(a, i, tail, l, lo, levels)
 				out.merge(&q)
 			}
 			return
 		}
 		for lo < hi && lo&(fan-1) != 0 {
-			q := ml.block(a, i, tail, l, lo)
+			q := ml.block(a, i, tail, l, lo, levels)
 			out.merge(&q)
 			lo++
 		}
 		for hi > lo && hi&(fan-1) != 0 {
 			hi--
-			q := ml.block(a, i, tail, l, hi)
+			q := ml.block(a, i, tail, l, hi, levels)
 			out.merge(&q)
 		}
 		lo >>= rollBits
@@ -490,8 +623,8 @@ func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int
 }
 
 // block returns the partial of block b of level l in shard i, exact at tail.
-func (ml *MultiLog) block(a *Aggregate, i int, tail uint64, l int, b int64) partial {
-	p := a.parts[i].levels[l].load(b)
+func (ml *MultiLog) block(a *Aggregate, i int, tail uint64, l int, b int64, levels *[rollLevels]pageTable) partial {
+	p := levels[l].load(b)
 	if p == nil {
 		return partial{}
 	}
@@ -504,7 +637,7 @@ func (ml *MultiLog) block(a *Aggregate, i int, tail uint64, l int, b int64) part
 	}
 	var out partial
 	for c := range int64(1 << rollBits) {
-		q := ml.block(a, i, tail, l-1, b<<rollBits+c)
+		q := ml.block(a, i, tail, l-1, b<<rollBits+c, levels)
 		out.merge(&q)
 	}
 	return out
@@ -520,7 +653,7 @@ func (ml *MultiLog) scanBucket(a *Aggregate, i int, tail uint64, b int64, from, 
 	var key [8]byte
 	bucketKey(key[:0], b)
 	a.filter.parts[i].tree.Get(key[:], uint32(tail), func(seq uint32) bool {
-		if uint64(seq) < start {
+		if uint64(seq) < start || uint64(seq) < sh.firstKept() { // deleted by retention: skipped
 			return true
 		}
 		rec := sh.record(segs, uint64(seq))

@@ -145,7 +145,7 @@ func (s *Snapshot) CountNanos(filter string, from, to int64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return s.ml.count(s.v, requestFor(f, from, to, 0)), nil
+	return s.ml.count(s.v, requestFor(f, from, to, 0))
 }
 
 // Explain describes how a query would run at the snapshot: "scan" or the index ranges used.

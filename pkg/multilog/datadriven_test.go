@@ -228,6 +228,9 @@ func (r *scriptRunner) run(t *testing.T, tc testCase) string {
 		if v := tc.kv["grace"]; v != "" {
 			o.Grace, _ = time.ParseDuration(v)
 		}
+		if v := tc.kv["idle-after"]; v != "" {
+			o.IdleAfter, _ = time.ParseDuration(v)
+		}
 		if v := tc.kv["segment"]; v != "" {
 			o.SegmentBytes, _ = strconv.Atoi(v)
 		}
@@ -323,7 +326,11 @@ func (r *scriptRunner) run(t *testing.T, tc testCase) string {
 		}
 		return r.formatRows(rows)
 	case "aggregate":
-		if err := r.ml.AddAggregate(arg(0), tc.kv["filter"], tc.input); err != nil {
+		var opts []AggregateOption
+		if tc.kv["backfill"] == "true" {
+			opts = append(opts, AggregateBackfill())
+		}
+		if err := r.ml.AddAggregate(arg(0), tc.kv["filter"], tc.input, opts...); err != nil {
 			return errOut(err)
 		}
 		return "ok"
@@ -340,7 +347,11 @@ func (r *scriptRunner) run(t *testing.T, tc testCase) string {
 		return fmt.Sprintf("%s count=%d value=%s", v.Func, v.Count, v)
 	case "trigger":
 		period, _ := time.ParseDuration(tc.kv["period"])
-		if err := r.ml.InstallTrigger(arg(0), tc.input, period); err != nil {
+		var opts []TriggerOption
+		if tc.kv["backfill"] == "true" {
+			opts = append(opts, TriggerBackfill())
+		}
+		if err := r.ml.InstallTrigger(arg(0), tc.input, period, opts...); err != nil {
 			return errOut(err)
 		}
 		return "ok"
@@ -351,6 +362,15 @@ func (r *scriptRunner) run(t *testing.T, tc testCase) string {
 		return "ok"
 	case "tick":
 		return formatAlerts(r.ml.Tick())
+	case "advance":
+		ts, err := parseTime(arg(0), MinTime)
+		if err != nil {
+			return errOut(err)
+		}
+		r.ml.AdvanceWatermark(ts)
+		return "ok"
+	case "flush":
+		return formatAlerts(r.ml.Flush())
 	case "alerts":
 		return formatAlerts(r.ml.GetAlerts(from, to, tc.kv["trigger"]))
 	}

@@ -91,14 +91,19 @@
 // partial that is newer than its version, so GetAggregate is exact at any version and costs
 // O(log range) partials instead of one per bucket. Triggers are grouped by (aggregate, period);
 // writers report which buckets changed, and the monitor evaluates only the windows that
-// received data, once each, when data time has passed the window's end plus Options.Grace.
+// received data (with TriggerBackfill also those that held data at installation), once each,
+// when the window is complete. Complete means: its end is at or below the watermark, which is
+// the minimum over the shards still receiving data (Options.IdleAfter) of their largest
+// timestamp minus Options.Grace, or an external watermark (Options.Watermark, for a capture
+// pipeline that knows what is still in flight); AdvanceWatermark and Flush declare the input
+// complete up to a time (the end of a replay), so the last windows close.
 //
 // # Status
 //
 // Issues 2 (store, indexes, queries) and 3 (filters, aggregates, triggers, alerts) are in
 // place. Persistence (issue 4) is not: the store is in memory, see above for where it goes.
-// Aggregates and filters can be backfilled only for filters (FilterBackfill); an aggregate
-// covers the records appended after it is added.
+// Filters (FilterBackfill) and aggregates (AggregateBackfill: per-shard roll-ups over the
+// filter's matches below the aggregate's start, built off the append path) can be backfilled.
 //
 // Lock order: MultiLog.mu (configuration) → monitor.mu → alertLog.mu. The append path takes
 // no lock.

@@ -111,7 +111,7 @@ func (ml *MultiLog) AddFilter(name, expression string, options ...FilterOption) 
 			start := uint64(f.parts[i].start.Load())
 			t := radix.New(8)
 			segs := sh.segments()
-			for seq := uint64(0); seq < start; seq++ {
+			for seq := min(sh.firstKept(), start); seq < start; seq++ { // deleted records skipped
 				rec := sh.record(segs, seq)
 				if ef.Match(rec) {
 					key = bucketKey(key[:0], ml.bucketOf(schema.Timestamp(rec)))
@@ -240,6 +240,7 @@ func (ml *MultiLog) filterSeqs(f *Filter, sh *shard, tail uint64, q request) []u
 	lo, hi := ml.bucketOf(q.from), ml.bucketOf(q.to-1)
 	start := part.start.Load()
 	segs := sh.segments()
+	firstKept := sh.firstKept() // records below it were deleted by retention
 	var out []uint32
 	// collect adds the logged matches of buckets [a, b]; edge buckets (partly in the range)
 	// and an extra predicate need the records, whole buckets do not.
@@ -248,6 +249,9 @@ func (ml *MultiLog) filterSeqs(f *Filter, sh *shard, tail uint64, q request) []u
 		bucketKey(aKey[:0], a)
 		bucketKey(bKey[:0], b)
 		add := func(seq uint32) bool {
+			if uint64(seq) < firstKept {
+				return true
+			}
 			if check {
 				rec := sh.record(segs, uint64(seq))
 				ts := schema.Timestamp(rec)

@@ -140,7 +140,7 @@ func (ml *MultiLog) AddIndex(column string, bucket float64, options ...IndexOpti
 			start := uint64(ix.parts[i].start.Load())
 			t := radix.New(keyLen)
 			segs := sh.segments()
-			for seq := uint64(0); seq < start; seq++ {
+			for seq := min(sh.firstKept(), start); seq < start; seq++ { // deleted records skipped
 				key = ix.key(key[:0], sh.record(segs, seq))
 				_ = t.Insert(key, uint32(seq))
 			}

@@ -447,14 +447,23 @@ func runModel(t *testing.T, seed uint64) {
 				fn := []string{"SUM", "MIN", "MAX", "COUNT", "AVG"}[rng.IntN(5)]
 				src := fmt.Sprintf("%s(%s)", fn, c.Name)
 				name := fmt.Sprintf("a%d", len(m.aggs))
-				err := ml.AddAggregate(name, m.filters[fi].name, src)
+				backfill := rng.IntN(2) == 0
+				var opts []AggregateOption
+				if backfill {
+					opts = append(opts, AggregateBackfill())
+				}
+				err := ml.AddAggregate(name, m.filters[fi].name, src, opts...)
 				valid := fn == "COUNT" || c.Type.IsNumeric() || ((fn == "MIN" || fn == "MAX") && c.Size <= 8)
 				if (err == nil) != valid {
 					t.Fatalf("AddAggregate %s on %s: %v", src, c.TypeString(), err)
 				}
 				if err == nil {
 					ea, _ := expr.CompileAggregate(src, s)
-					m.aggs = append(m.aggs, modelAgg{name, fi, ea, m.starts(false)})
+					start := m.starts(false)
+					if backfill { // every match the filter logged
+						start = slices.Clone(m.filters[fi].start)
+					}
+					m.aggs = append(m.aggs, modelAgg{name, fi, ea, start})
 				}
 			}
 		case op < 8:

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,15 @@ type trigger struct {
 
 // triggerGroup is the triggers on one aggregate with one period: they share their windows, so
 // each window is evaluated once for all of them. Its fields are guarded by monitor.mu.
+//
+// Invariants:
+//
+//  1. A window is evaluated at most once: it is in evaluated or below doneBelow afterwards,
+//     and both the pending and the backfill paths check that before evaluating.
+//  2. While scanning (TriggerBackfill), the windows scanNext..scanLast are evaluated in
+//     increasing order as they complete; every window holding data when the trigger was
+//     installed lies in that span, and later data reaches pending (the writers report touched
+//     buckets from before the span was computed on).
 type triggerGroup struct {
 	agg      *Aggregate
 	period   int64
@@ -45,7 +55,14 @@ type triggerGroup struct {
 	pending   map[int64]struct{} // windows that received data and wait for their grace
 	evaluated map[int64]struct{} // windows already evaluated (each fires at most once)
 	doneBelow int64              // windows below this count as evaluated
+
+	scanning           bool  // backfill windows remain (TriggerBackfill)
+	scanNext, scanLast int64 // window numbers still to scan, inclusive
 }
+
+// maxScanPerTick bounds the backfill windows one monitor pass evaluates, so a trigger installed
+// over a long history does not stall the monitor.
+const maxScanPerTick = 1 << 14
 
 // monitor evaluates triggers over tumbling windows in data time.
 type monitor struct {
@@ -57,6 +74,13 @@ type monitor struct {
 	done     chan struct{}
 
 	active atomic.Bool // some trigger is installed: writers report touched buckets
+
+	// advanced is the floor AdvanceWatermark set: windows ending at or below it are complete.
+	advanced atomic.Int64
+	// lastTail and lastMove track, per shard, when the monitor last saw its tail move (idle
+	// shards leave the watermark; Options.IdleAfter).
+	lastTail []uint64
+	lastMove []time.Time
 
 	ticks, overruns, evaluations, late atomic.Uint64
 }
@@ -85,13 +109,29 @@ func (ml *MultiLog) noteTouched(sh *shard, buckets []touch) {
 	sh.touchedMu.Unlock()
 }
 
+// TriggerOption changes how InstallTrigger installs a trigger.
+type TriggerOption func(*triggerOptions)
+
+type triggerOptions struct{ backfill bool }
+
+// TriggerBackfill makes InstallTrigger also evaluate the windows that already hold data of the
+// aggregate (including an aggregate's backfill), each once it is complete, in window order; a
+// replay that ended before the trigger was installed then fires as if it had been installed
+// first. Without it only windows that receive data after the installation are evaluated.
+func TriggerBackfill() TriggerOption { return func(o *triggerOptions) { o.backfill = true } }
+
 // InstallTrigger installs a trigger "aggregate op threshold" evaluated over tumbling windows of
 // period (a multiple of Options.FilterBucket) aligned to the epoch in data time. A window is
-// evaluated once, when the largest timestamp appended is at least its end plus Options.Grace,
-// at the version current then; it fires (an Alert) if it holds data and its value satisfies the
-// condition. Windows that receive data after the trigger is installed are evaluated, so a
-// replayed capture with old timestamps fires as live traffic would.
-func (ml *MultiLog) InstallTrigger(name, condition string, period time.Duration) error {
+// evaluated once, when it is complete (see Options.IdleAfter, Options.Watermark and
+// AdvanceWatermark), at the version current then; it fires (an Alert) if it holds data and its
+// value satisfies the condition. Windows that receive data after the trigger is installed are
+// evaluated, so a replayed capture with old timestamps fires as live traffic would; with
+// TriggerBackfill, windows that already hold data are evaluated too.
+func (ml *MultiLog) InstallTrigger(name, condition string, period time.Duration, options ...TriggerOption) error {
+	var o triggerOptions
+	for _, opt := range options {
+		opt(&o)
+	}
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -119,9 +159,11 @@ func (ml *MultiLog) InstallTrigger(name, condition string, period time.Duration)
 		return ErrClosed
 	}
 	var g *triggerGroup
-	for _, x := range m.groups {
-		if x.agg == a && x.period == int64(period) {
-			g = x
+	if !o.backfill { // a backfilling trigger has its own windows to evaluate
+		for _, x := range m.groups {
+			if x.agg == a && x.period == int64(period) && !x.scanning {
+				g = x
+			}
 		}
 	}
 	if g == nil {
@@ -133,12 +175,32 @@ func (ml *MultiLog) InstallTrigger(name, condition string, period time.Duration)
 	g.triggers = append(g.triggers, t)
 	m.triggers = append(m.triggers, t)
 	m.active.Store(true)
+	if o.backfill {
+		ml.settleBatches()
+		lo, hi := a.bucketSpan()
+		if lo <= hi {
+			bn := int64(B)
+			g.scanning = true
+			g.scanNext, g.scanLast = floorDiv(lo*bn, g.period), floorDiv(hi*bn, g.period)
+		}
+	}
 	if !m.running && !ml.opts.ManualMonitor {
 		m.running = true
 		m.stop, m.done = make(chan struct{}), make(chan struct{})
 		go ml.runMonitor(m.stop, m.done)
 	}
 	return ml.persistInstallTrigger(name, condition, period)
+}
+
+// settleBatches waits until every batch that was being appended when it was called has been
+// published (so its aggregate buckets are visible). It never blocks a writer.
+func (ml *MultiLog) settleBatches() {
+	for _, sh := range ml.shards {
+		t0 := sh.tail.Load()
+		for sh.writing.Load() && sh.tail.Load() == t0 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // RemoveTrigger removes a trigger; its alerts stay queryable.
@@ -192,20 +254,80 @@ func (ml *MultiLog) runMonitor(stop, done chan struct{}) {
 	}
 }
 
+// AdvanceWatermark declares that every record with a timestamp at or below ts has been
+// appended: windows ending at or before ts+1 are complete (records that still come for them
+// are late and ignored). It only ever raises the watermark. A finite source (a capture replay)
+// calls it with math.MaxInt64 at its end, or calls Flush, so its last windows are evaluated.
+// Safe for concurrent use.
+func (ml *MultiLog) AdvanceWatermark(ts int64) {
+	c := ts
+	if c < math.MaxInt64 {
+		c++
+	}
+	m := ml.monitor
+	for {
+		old := m.advanced.Load()
+		if c <= old || m.advanced.CompareAndSwap(old, c) {
+			return
+		}
+	}
+}
+
+// Flush declares the input complete (AdvanceWatermark(math.MaxInt64)) and runs a monitor pass
+// now, returning its alerts: every window with data is evaluated.
+func (ml *MultiLog) Flush() []Alert {
+	ml.AdvanceWatermark(math.MaxInt64)
+	return ml.Tick()
+}
+
+// completeBelowLocked returns the data time c such that every window ending at or before c is
+// complete: the shard-derived watermark (minimum over non-idle shards of their largest
+// timestamp, minus Grace) or Options.Watermark()+1, raised to AdvanceWatermark's floor. It
+// loads the shard watermarks before the caller loads the version (watermarks are stored before
+// tails), so the version holds every record at or below them. m.mu must be held.
+func (ml *MultiLog) completeBelowLocked(now time.Time) int64 {
+	m := ml.monitor
+	var c int64
+	if f := ml.opts.Watermark; f != nil {
+		c = f()
+		if c < math.MaxInt64 {
+			c++
+		}
+	} else {
+		lo, hi, active := int64(math.MaxInt64), int64(math.MinInt64), false
+		for i, sh := range ml.shards {
+			w := sh.watermark.Load()
+			if t := sh.tail.Load(); t != m.lastTail[i] {
+				m.lastTail[i], m.lastMove[i] = t, now
+			}
+			hi = max(hi, w)
+			if now.Sub(m.lastMove[i]) < ml.opts.IdleAfter {
+				active = true
+				lo = min(lo, w)
+			}
+		}
+		c = hi
+		if active {
+			c = lo
+		}
+		if c != math.MinInt64 {
+			c = max(c-int64(ml.opts.Grace), math.MinInt64+1)
+		}
+	}
+	return max(c, m.advanced.Load())
+}
+
 // Tick runs one monitor pass now: it takes the buckets changed since the last pass, and
-// evaluates every pending window whose end plus the grace period has passed in data time. It
-// returns the alerts fired (also logged and delivered to subscribers). The monitor goroutine
-// calls it every Options.MonitorInterval; tests may call it directly.
+// evaluates every pending window that is complete (see completeBelowLocked), then up to
+// maxScanPerTick complete backfill windows (TriggerBackfill). It returns the alerts fired (also
+// logged and delivered to subscribers). The monitor goroutine calls it every
+// Options.MonitorInterval; tests and replays driven step by step may call it directly.
 func (ml *MultiLog) Tick() []Alert {
 	m := ml.monitor
 	m.mu.Lock()
 	m.ticks.Add(1)
-	// The watermark is loaded before the version, so the version holds every record at or
-	// below it (watermarks are stored before tails).
-	watermark := int64(math.MinInt64)
-	for _, sh := range ml.shards {
-		watermark = max(watermark, sh.watermark.Load())
-	}
+	now := time.Now()
+	complete := ml.completeBelowLocked(now)
 	v := ml.current()
 	var touched []touch
 	for _, sh := range ml.shards {
@@ -216,9 +338,37 @@ func (ml *MultiLog) Tick() []Alert {
 	}
 	slices.SortFunc(touched, func(a, b touch) int { return cmp.Compare(a.bucket, b.bucket) })
 	B := int64(ml.opts.FilterBucket)
-	grace := int64(ml.opts.Grace)
 	var alerts []Alert
-	now := time.Now()
+	evaluate := func(g *triggerGroup, w int64) {
+		g.markEvaluated(w)
+		start := w * g.period
+		end := start + g.period
+		var total partial
+		for i := range ml.shards {
+			p := ml.aggRange(g.agg, i, v.tails[i], start, end)
+			total.merge(&p)
+		}
+		val := g.agg.result(&total)
+		if val.Empty {
+			return
+		}
+		m.evaluations.Add(1)
+		for _, t := range g.triggers {
+			if !t.cond.Eval(val.Float()) {
+				continue
+			}
+			alerts = append(alerts, Alert{
+				Trigger: t.name, Aggregate: g.agg.name, Condition: t.cond.String(),
+				WindowStart: start, WindowEnd: end, Value: val.Float(), Count: val.Count,
+				Version: v.Tails(), Fired: now,
+			})
+		}
+	}
+	isComplete := func(g *triggerGroup, w int64) bool {
+		start := w * g.period
+		end := start + g.period
+		return end >= start && end <= complete
+	}
 	for _, g := range m.groups {
 		last := int64(math.MinInt64)
 		for _, tb := range touched {
@@ -230,40 +380,37 @@ func (ml *MultiLog) Tick() []Alert {
 				continue
 			}
 			last = w
-			if _, done := g.evaluated[w]; done || w < g.doneBelow {
+			if g.done(w) {
 				m.late.Add(1)
 				continue
 			}
 			g.pending[w] = struct{}{}
 		}
+		ready := make([]int64, 0, len(g.pending))
 		for w := range g.pending {
-			start := w * g.period
-			end := start + g.period
-			if end > watermark-grace || end < start {
-				continue
+			if isComplete(g, w) {
+				ready = append(ready, w)
 			}
+		}
+		slices.Sort(ready)
+		for _, w := range ready {
 			delete(g.pending, w)
-			g.markEvaluated(w)
-			var total partial
-			for i := range ml.shards {
-				p := ml.aggRange(g.agg, i, v.tails[i], start, end)
-				total.merge(&p)
+			if !g.done(w) {
+				evaluate(g, w)
 			}
-			val := g.agg.result(&total)
-			m.evaluations.Add(1)
-			if val.Empty {
-				continue
+		}
+		for n := 0; g.scanning && n < maxScanPerTick; n++ {
+			w := g.scanNext
+			if !isComplete(g, w) {
+				break
 			}
-			for _, t := range g.triggers {
-				if !t.cond.Eval(val.Float()) {
-					continue
-				}
-				alerts = append(alerts, Alert{
-					Trigger: t.name, Aggregate: g.agg.name, Condition: t.cond.String(),
-					WindowStart: start, WindowEnd: end, Value: val.Float(), Count: val.Count,
-					Version: v.Tails(), Fired: now,
-				})
+			if !g.done(w) {
+				evaluate(g, w)
 			}
+			if w >= g.scanLast {
+				g.scanning = false
+			}
+			g.scanNext = w + 1
 		}
 	}
 	m.mu.Unlock()
@@ -277,6 +424,15 @@ func (ml *MultiLog) Tick() []Alert {
 		ml.alerts.add(a)
 	}
 	return alerts
+}
+
+// done reports whether window w has been evaluated.
+func (t *triggerGroup) done(w int64) bool {
+	if w < t.doneBelow {
+		return true
+	}
+	_, ok := t.evaluated[w]
+	return ok
 }
 
 func (t *triggerGroup) markEvaluated(w int64) {
@@ -300,7 +456,8 @@ func (t *triggerGroup) markEvaluated(w int64) {
 // subscribers.
 type alertLog struct {
 	mu      sync.Mutex // guards the fields below
-	ring    []Alert    // capacity max; oldest at head once full
+	ring    []Alert    // grows to max; oldest at head once full
+	max     int
 	head    int
 	subs    map[int]func(Alert)
 	nextSub int
@@ -309,7 +466,8 @@ type alertLog struct {
 }
 
 func newAlertLog(max int) *alertLog {
-	return &alertLog{ring: make([]Alert, 0, max), subs: map[int]func(Alert){}}
+	// The ring grows on demand: a MultiLog that never alerts does not hold max alerts' memory.
+	return &alertLog{ring: make([]Alert, 0, min(max, 64)), max: max, subs: map[int]func(Alert){}}
 }
 
 // each calls fn for every kept alert, oldest first; mu must be held.
@@ -322,7 +480,7 @@ func (l *alertLog) eachLocked(fn func(*Alert)) {
 func (l *alertLog) add(a Alert) {
 	l.fired.Add(1)
 	l.mu.Lock()
-	if len(l.ring) < cap(l.ring) {
+	if len(l.ring) < l.max {
 		l.ring = append(l.ring, a)
 	} else {
 		l.ring[l.head] = a
@@ -399,10 +557,11 @@ func (ml *MultiLog) SubscribeChan(ch chan<- Alert) (cancel func()) {
 type Stats struct {
 	Records         uint64 // visible records
 	MonitorTicks    uint64
-	MonitorOverruns uint64 // ticks that took longer than MonitorInterval
-	Evaluations     uint64 // window evaluations
-	LateBuckets     uint64 // data for windows already evaluated (ignored)
-	AlertsDropped   uint64 // alerts dropped from the log or from full subscriber channels
+	MonitorOverruns uint64       // ticks that took longer than MonitorInterval
+	Evaluations     uint64       // window evaluations (of windows holding data)
+	LateBuckets     uint64       // data for windows already evaluated (ignored)
+	AlertsDropped   uint64       // alerts dropped from the log or from full subscriber channels
+	Persist         PersistStats // retention deletions and read failures (persist.go; zero for New)
 }
 
 // Stats returns the MultiLog's counters.
@@ -415,12 +574,20 @@ func (ml *MultiLog) Stats() Stats {
 		Evaluations:     m.evaluations.Load(),
 		LateBuckets:     m.late.Load(),
 		AlertsDropped:   ml.alerts.dropped.Load(),
+		Persist:         ml.PersistStats(),
 	}
 }
 
-// Close stops the monitor goroutine. The MultiLog stays readable and writable; triggers can no
-// longer be installed. Close is idempotent.
+// Close stops the monitor goroutine (StopMonitor) and closes the persistent store, if any. The
+// MultiLog stays readable; triggers can no longer be installed.
 func (ml *MultiLog) Close() error {
+	ml.StopMonitor()
+	return ml.closePersist()
+}
+
+// StopMonitor stops the monitor goroutine and refuses new triggers (ErrClosed); Tick and Flush
+// still work. For an owner that closes the store separately. Idempotent.
+func (ml *MultiLog) StopMonitor() {
 	ml.closed.Store(true)
 	m := ml.monitor
 	m.mu.Lock()
@@ -431,5 +598,4 @@ func (ml *MultiLog) Close() error {
 		close(stop)
 		<-done
 	}
-	return ml.closePersist()
 }

@@ -2,6 +2,8 @@ package multilog
 
 import (
 	"errors"
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,4 +176,101 @@ func TestMetrics(t *testing.T) {
 	if _, err := New(s, Options{Writers: 1, Registerer: reg, Name: "test"}); !errors.Is(err, ErrOptions) {
 		t.Fatalf("duplicate registration: %v", err)
 	}
+}
+
+// TestWatermarkSources checks the three ways a window becomes complete: the minimum over the
+// active shards (an idle shard stops holding it back), an external watermark, and the end of
+// input.
+func TestWatermarkSources(t *testing.T) {
+	s, err := schema.Parse("{dport: USHORT}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := func(t *testing.T, o Options) *MultiLog {
+		t.Helper()
+		o.Writers, o.ManualMonitor = 2, true
+		ml, err := New(s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ml.Close() })
+		if err := ml.AddFilter("all", "true"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ml.AddAggregate("n", "all", "COUNT(*)"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ml.InstallTrigger("any", "n >= 1", 10*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		return ml
+	}
+	appendAt := func(t *testing.T, ml *MultiLog, w int, ms int64) {
+		t.Helper()
+		rec, _ := s.Encode(uint64(ms*1e6), uint16(80))
+		if err := ml.Writer(w).Append(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("idle", func(t *testing.T) {
+		// Writer 1 never appends. With a long IdleAfter it holds every window back.
+		ml := setup(t, Options{IdleAfter: time.Hour})
+		appendAt(t, ml, 0, 1)
+		appendAt(t, ml, 0, 30)
+		if got := ml.Tick(); len(got) != 0 {
+			t.Fatalf("alerts while writer 1 is active: %v", got)
+		}
+		// With IdleAfter 1ns writer 1 is idle at once; writer 0 just moved, so it counts.
+		ml = setup(t, Options{IdleAfter: time.Nanosecond})
+		appendAt(t, ml, 0, 1)
+		appendAt(t, ml, 0, 30)
+		if got := ml.Tick(); len(got) != 1 || got[0].WindowStart != 0 {
+			t.Fatalf("alerts %v, want one for [0, 10 ms)", got)
+		}
+	})
+	t.Run("external", func(t *testing.T) {
+		var wm atomic.Int64
+		wm.Store(math.MinInt64)
+		ml := setup(t, Options{Watermark: wm.Load})
+		appendAt(t, ml, 0, 1)
+		appendAt(t, ml, 1, 50)
+		if got := ml.Tick(); len(got) != 0 {
+			t.Fatalf("alerts below the external watermark: %v", got)
+		}
+		wm.Store(int64(10*time.Millisecond) - 2) // [0, 10 ms) still needs ts 10ms-1
+		if got := ml.Tick(); len(got) != 0 {
+			t.Fatalf("alerts at watermark 10ms-2: %v", got)
+		}
+		wm.Store(int64(10*time.Millisecond) - 1)
+		if got := ml.Tick(); len(got) != 1 || got[0].WindowStart != 0 {
+			t.Fatalf("alerts %v, want one for [0, 10 ms)", got)
+		}
+		wm.Store(math.MaxInt64)
+		if got := ml.Tick(); len(got) != 1 || got[0].WindowStart != int64(50*time.Millisecond) {
+			t.Fatalf("alerts %v, want one for [50, 60 ms)", got)
+		}
+	})
+	t.Run("flush", func(t *testing.T) {
+		ml := setup(t, Options{IdleAfter: time.Hour})
+		appendAt(t, ml, 0, 1)
+		appendAt(t, ml, 1, 5)
+		if got := ml.Tick(); len(got) != 0 {
+			t.Fatalf("alerts before the end of input: %v", got)
+		}
+		if got := ml.Flush(); len(got) != 1 {
+			t.Fatalf("Flush: %v", got)
+		}
+		if got := ml.Flush(); len(got) != 0 {
+			t.Fatalf("second Flush: %v", got)
+		}
+		// Late data for an evaluated window is ignored; StopMonitor refuses new triggers.
+		appendAt(t, ml, 0, 2)
+		if got := ml.Tick(); len(got) != 0 || ml.Stats().LateBuckets == 0 {
+			t.Fatalf("late data: %v, stats %+v", got, ml.Stats())
+		}
+		ml.StopMonitor()
+		if err := ml.InstallTrigger("x", "n > 1", 10*time.Millisecond); !errors.Is(err, ErrClosed) {
+			t.Fatalf("InstallTrigger after StopMonitor: %v", err)
+		}
+	})
 }

@@ -171,7 +171,11 @@ func New(s *schema.Schema, opts Options) (*MultiLog, error) {
 	}
 	ml.cfg.Store(&config{})
 	ml.alerts = newAlertLog(opts.MaxAlerts)
-	ml.monitor = &monitor{}
+	ml.monitor = &monitor{lastTail: make([]uint64, opts.Writers), lastMove: make([]time.Time, opts.Writers)}
+	ml.monitor.advanced.Store(math.MinInt64)
+	for i := range ml.monitor.lastMove {
+		ml.monitor.lastMove[i] = time.Now()
+	}
 	if opts.Registerer != nil {
 		if err := ml.registerMetrics(opts.Registerer); err != nil {
 			return nil, err
@@ -515,6 +519,9 @@ func (s *Snapshot) Read(ref Ref) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v (shard tail %d)", ErrNotVisible, ref, s.v.tails[i])
 	}
 	sh := s.ml.shards[i]
+	if sh.log != nil {
+		return sh.recordAt(sh.segments(), ref.Seq()) // ErrDeleted, ErrLost, ErrRead (persist.go)
+	}
 	return sh.record(sh.segments(), ref.Seq()), nil
 }
 

@@ -25,13 +25,31 @@ type Options struct {
 	FilterBucket time.Duration
 
 	// Grace is how long, in data time, the monitor waits after a trigger window ends before it
-	// evaluates the window, so late records (other writers, reordering) still count. An alert
-	// is delivered about Grace + MonitorInterval after its window closes. Default FilterBucket.
+	// evaluates the window, so late records (reordering within a shard) still count. An alert
+	// is delivered about Grace + MonitorInterval after its window closes. It applies to the
+	// shard-derived watermark only (see IdleAfter), not to Watermark or AdvanceWatermark.
+	// Default FilterBucket.
 	Grace time.Duration
 
 	// MonitorInterval is how often the monitor wakes up to evaluate triggers (wall-clock time).
 	// Default 1 ms.
 	MonitorInterval time.Duration
+
+	// IdleAfter is how long (wall-clock time, as the monitor sees it) a shard may publish
+	// nothing before it stops holding the watermark back. The monitor's data-time watermark is
+	// the minimum over the shards of their largest appended timestamp, leaving out idle shards
+	// (when every shard is idle: the maximum), so a window is complete only when every shard that
+	// is still receiving data has passed it. A shard that has never appended counts as active
+	// until IdleAfter after New. Not used when Watermark is set. Default 1 s.
+	IdleAfter time.Duration
+
+	// Watermark, if set, replaces the shard-derived watermark: it returns the data time up to
+	// which every record has been appended (every record with a timestamp at or below it is in
+	// the MultiLog; math.MaxInt64: the input has ended). A window [start, end) is complete when
+	// end-1 is at or below it; Grace does not apply. The monitor calls it on each pass with its
+	// own lock held: it must be quick and must not call back into the MultiLog. Default nil.
+	// AdvanceWatermark raises the watermark in either mode.
+	Watermark func() int64
 
 	// ManualMonitor disables the monitor goroutine: triggers are evaluated only when Tick is
 	// called (deterministic tests, replays driven step by step). Default false.
@@ -83,6 +101,9 @@ func (o *Options) fill() {
 	if o.MaxAlerts == 0 {
 		o.MaxAlerts = 1 << 16
 	}
+	if o.IdleAfter == 0 {
+		o.IdleAfter = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,6 +123,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: Grace %v is negative", ErrOptions, o.Grace)
 	case o.MonitorInterval < 0:
 		return fmt.Errorf("%w: MonitorInterval %v is negative", ErrOptions, o.MonitorInterval)
+	case o.IdleAfter < 0:
+		return fmt.Errorf("%w: IdleAfter %v is negative", ErrOptions, o.IdleAfter)
 	case o.MaxAlerts < 1:
 		return fmt.Errorf("%w: MaxAlerts %d below 1", ErrOptions, o.MaxAlerts)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -13,6 +14,16 @@ import (
 
 	"github.com/confluo-go/confluo/pkg/logstore"
 	"github.com/confluo-go/confluo/pkg/schema"
+)
+
+// Persistence errors; returned errors wrap them with details.
+var (
+	// ErrDeleted: the record was deleted by retention (RetentionAge, MaxDiskBytes).
+	ErrDeleted = errors.New("multilog: record deleted by retention")
+	// ErrLost: the record was lost to damage that recovery found (see Open).
+	ErrLost = errors.New("multilog: record lost to damage")
+	// ErrRead: reading a segment from the store failed (damaged or missing file).
+	ErrRead = errors.New("multilog: persistence read failed")
 )
 
 // Persistence says where and how a MultiLog keeps its data on disk (see Open and package
@@ -29,12 +40,17 @@ type Persistence struct {
 	// Store holds the storage options: SyncInterval, ArchiveAge (sealed segments older than it
 	// are compressed on disk and leave memory), MaxMemoryBytes (sealed segments held in memory
 	// beyond it are archived and leave memory, oldest first), Codec, CompressionLevel,
-	// CacheSegments, MaintainInterval, Now. Segments that left memory are read back through the
-	// store transparently: queries, filters and aggregates give the same answers. Mode,
-	// Shards, SegmentBytes, Name, Registerer, Logger and OnRelease come from Persistence and the
-	// MultiLog's Options. RetentionAge and MaxDiskBytes (which delete data) are not supported
-	// by the MultiLog yet — its queries and indexes assume every record below the tail stays
-	// readable — and are rejected. Derived logs (indexes, filters, aggregates) stay in memory.
+	// CacheSegments, MaintainInterval, Now, RetentionAge (sealed segments whose newest record
+	// is older than it are deleted) and MaxDiskBytes (the oldest sealed segments are deleted to
+	// keep the files under it). Segments that left memory are read back through the store
+	// transparently: queries, filters and aggregates give the same answers. Deleted segments
+	// are gone for every read path: queries, filter queries, index candidates and backfills
+	// skip their records, and Read of one fails with ErrDeleted; aggregates keep the partials
+	// computed at ingest (an aggregate over a time range that retention deleted still reports
+	// what was appended). Mode, Shards, SegmentBytes, Name, Registerer, Logger, OnRelease and
+	// OnDelete come from Persistence and the MultiLog's Options. Derived logs (indexes, filters,
+	// aggregates) stay in memory, and their entries for deleted records are not reclaimed
+	// (4 to 8 bytes per record plus its key).
 	Store logstore.Options
 }
 
@@ -43,9 +59,14 @@ type persistState struct {
 	store *logstore.Store
 	ml    atomic.Pointer[MultiLog] // set once Open is done; the store's OnRelease uses it
 
-	// readErrors counts reads of released segments that failed (damaged or missing archive);
-	// such records read as zeros.
+	// readErrors counts reads of released segments that failed (damaged or missing archive).
+	// Queries report such failures in Rows.Err; derived-log paths that cannot fail (aggregate
+	// recomputation, backfill) read the records as zeros.
 	readErrors atomic.Uint64
+
+	// lost lists, per shard, the records recovery found lost to damage (read-only after Open):
+	// queries that reach them fail with ErrLost naming the file.
+	lost [][]lostRange
 
 	// mu guards defs and writing them to the store. Lock order: MultiLog.mu, monitor.mu,
 	// persistState.mu.
@@ -60,6 +81,12 @@ type definitions struct {
 	Filters    []filterDef    `json:"filters,omitempty"`
 	Aggregates []aggregateDef `json:"aggregates,omitempty"`
 	Triggers   []triggerDef   `json:"triggers,omitempty"`
+}
+
+// lostRange is a run of records of one shard lost to damage.
+type lostRange struct {
+	first, end uint64 // [first, end)
+	err        error
 }
 
 type indexDef struct {
@@ -95,8 +122,10 @@ type triggerDef struct {
 // derived log is rebuilt), then the triggers (they evaluate windows that receive data from
 // now on, so restored data does not fire alerts again). A torn final batch left by a crash is
 // discarded. If the directory holds damage, Open returns the MultiLog together with an error
-// wrapping *logstore.DamageError (errors.Is(err, logstore.ErrDamaged)): the MultiLog is usable,
-// and records lost to the damage read as zero-filled records.
+// wrapping *logstore.DamageError (errors.Is(err, logstore.ErrDamaged)): the MultiLog is usable;
+// a query that reaches records lost to the damage stops there and its Rows.Err (or Count's
+// error) wraps ErrLost, naming the shard, records and file. Segments retention deleted before
+// Open are skipped (the shard resumes at logstore.ShardLog.FirstSeq).
 //
 // From then on every append is also written to the directory before it is published (in
 // Durable mode, before the batch is acknowledged). A write error is sticky: the batch stays
@@ -108,10 +137,8 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	}
 	so := p.Store
 	switch {
-	case so.RetentionAge != 0 || so.MaxDiskBytes != 0:
-		return nil, fmt.Errorf("%w: RetentionAge and MaxDiskBytes are not supported by the MultiLog yet", ErrOptions)
-	case so.OnRelease != nil:
-		return nil, fmt.Errorf("%w: Store.OnRelease is the MultiLog's own", ErrOptions)
+	case so.OnRelease != nil || so.OnDelete != nil:
+		return nil, fmt.Errorf("%w: Store.OnRelease and Store.OnDelete are the MultiLog's own", ErrOptions)
 	case p.Mode == logstore.InMemory:
 		so.Mode = logstore.Durable
 	case p.Mode == logstore.Durable || p.Mode == logstore.DurableRelaxed:
@@ -128,6 +155,13 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	// The store releases a sealed segment's memory (after archiving it) to stay under
 	// MaxMemoryBytes; the MultiLog then drops its reference too and reads it through the store.
 	so.OnRelease = func(shard int, first uint64) {
+		if ml := ps.ml.Load(); ml != nil {
+			ml.releaseSegment(shard, first)
+		}
+	}
+	// Retention deleted a shard's oldest segment: the MultiLog drops its memory too; readers
+	// skip it from now on (the shard log's FirstSeq already moved past it).
+	so.OnDelete = func(shard int, first uint64) {
 		if ml := ps.ml.Load(); ml != nil {
 			ml.releaseSegment(shard, first)
 		}
@@ -181,9 +215,16 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	// Attach last: definitions restored above are already in ps.defs.
 	ml.persist = ps
 	ps.ml.Store(ml)
-	// Segments the store released while Open ran (background maintenance) are released here too.
-	for i := range ml.shards {
-		for _, info := range st.Shard(i).Segments() {
+	// Segments the store released or deleted while Open ran (background maintenance) are
+	// released here too.
+	for i, sh := range ml.shards {
+		l := st.Shard(i)
+		for _, seg := range sh.segments() {
+			if seg.first < l.FirstSeq() {
+				seg.mem.Store(nil)
+			}
+		}
+		for _, info := range l.Segments() {
 			if info.Sealed && !info.InMemory {
 				ml.releaseSegment(i, info.First)
 			}
@@ -198,20 +239,30 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 func (ml *MultiLog) replay(st *logstore.Store, ps *persistState) error {
 	rs := ml.schema.RecordSize
 	release := st.Options().MaxMemoryBytes > 0
+	rec := st.Recovery()
+	ps.lost = make([][]lostRange, len(ml.shards))
 	for i, sh := range ml.shards {
 		l := st.Shard(i)
-		if l.FirstSeq() != 0 {
-			return fmt.Errorf("%w: shard %d starts at record %d; retention is not supported by the MultiLog yet", ErrOptions, i, l.FirstSeq())
-		}
 		w := ml.Writer(i)
+		// Records retention deleted before: the shard resumes after them.
+		sh.skipDeleted(l.FirstSeq())
 		for _, info := range l.Segments() {
 			if info.Records == 0 {
 				continue
 			}
+			for _, h := range info.Holes {
+				ps.lost[i] = append(ps.lost[i], lostRange{first: h.First, end: h.First + h.Count, err: lostError(rec.Damage, i, info.First, h)})
+			}
 			data, err := l.ReadSegment(info.First)
 			if errors.Is(err, logstore.ErrDamaged) && len(info.Holes) > 0 {
-				// A lost segment (reported by the store's Open): its records read as zeros.
+				// A lost segment (reported by the store's Open): its records are held as
+				// zeros, and queries that reach them report ErrLost.
 				data, err = make([]byte, info.Records*rs), nil
+			}
+			if errors.Is(err, logstore.ErrDropped) && sh.next == info.First {
+				// Deleted by background retention while Open runs.
+				sh.skipDeleted(info.First + uint64(info.Capacity))
+				continue
 			}
 			if err != nil {
 				return fmt.Errorf("multilog: restore shard %d segment %d: %w", i, info.First, err)
@@ -239,6 +290,60 @@ func (ml *MultiLog) replay(st *logstore.Store, ps *persistState) error {
 			seg.mem.Store(&mem) // same records; nothing reads the MultiLog yet
 		}
 		sh.log, sh.ps = l, ps
+	}
+	return nil
+}
+
+// lostError describes a hole of shard's segment first, naming the damaged file when recovery
+// reported it.
+func lostError(damage []logstore.Damage, shard int, first uint64, h logstore.Hole) error {
+	file := "unknown file"
+	for _, d := range damage {
+		if d.Shard == shard && d.FirstSeq < h.First+h.Count && h.First < d.FirstSeq+max(d.Records, 1) {
+			file = fmt.Sprintf("%s at offset %d: %s", d.File, d.Offset, d.Reason)
+			break
+		}
+	}
+	return fmt.Errorf("%w: shard %d records %d..%d of segment %d (%s)", ErrLost, shard, h.First, h.First+h.Count-1, first, file)
+}
+
+// skipDeleted advances an empty or segment-aligned shard to seq, which is a segment boundary,
+// with placeholder segments for the records retention deleted (no memory; readers skip them).
+// Used by replay only, before the MultiLog is shared.
+func (sh *shard) skipDeleted(seq uint64) {
+	if seq <= sh.next {
+		return
+	}
+	for sh.next < seq {
+		seg := &segment{first: sh.next, used: sh.segRecords, wMin: math.MaxInt64, wMax: math.MinInt64}
+		seg.minTS.Store(math.MaxInt64)
+		seg.maxTS.Store(math.MinInt64)
+		sh.segs = append(sh.segs, seg)
+		sh.next += uint64(sh.segRecords)
+	}
+	segs := sh.segs
+	sh.dir.Store(&segs)
+	sh.tail.Store(sh.next)
+}
+
+// firstKept is the first sequence number of the shard that retention has not deleted (0
+// without persistence). Records below it are skipped by every read path.
+func (sh *shard) firstKept() uint64 {
+	if sh.log == nil {
+		return 0
+	}
+	return sh.log.FirstSeq()
+}
+
+// lostIn returns the error of the first lost run of records overlapping [lo, hi), if any.
+func (sh *shard) lostIn(lo, hi uint64) error {
+	if sh.ps == nil {
+		return nil
+	}
+	for _, r := range sh.ps.lost[sh.id] {
+		if r.first < hi && lo < r.end {
+			return r.err
+		}
 	}
 	return nil
 }
@@ -367,30 +472,61 @@ func (ml *MultiLog) closePersist() error {
 }
 
 // bytes returns the segment's records: its memory, or, once persistence released it, the
-// store's copy (archived segments are decompressed through the store's cache).
+// store's copy (archived segments are decompressed through the store's cache). A segment that
+// cannot be read (deleted by retention, damaged) reads as zeros: for the derived-log paths that
+// cannot fail. Queries use read.
 func (seg *segment) bytes(sh *shard) []byte {
-	if m := seg.mem.Load(); m != nil {
-		return *m
+	data, err := seg.read(sh)
+	if err != nil {
+		return make([]byte, sh.segRecords*sh.recordSize)
 	}
-	return sh.loadReleased(seg)
+	return data
 }
 
-// loadReleased reads a released segment from the store. A failed read (damaged or missing
-// archive) is counted and logged, and the records read as zeros: reads never fail or panic.
-func (sh *shard) loadReleased(seg *segment) []byte {
+// read returns the segment's records (capacity records; those above the tail are zeros), or
+// why it cannot: an error wrapping ErrDeleted if retention deleted it, else a read failure
+// naming the shard, segment and file (counted and logged once).
+func (seg *segment) read(sh *shard) ([]byte, error) {
+	if m := seg.mem.Load(); m != nil {
+		return *m, nil
+	}
+	if sh.log == nil {
+		return nil, fmt.Errorf("%w: shard %d segment %d", ErrDeleted, sh.id, seg.first)
+	}
 	data, err := sh.log.ReadSegment(seg.first)
 	if err == nil && len(data) == sh.segRecords*sh.recordSize {
-		return data
+		return data, nil
+	}
+	if errors.Is(err, logstore.ErrDropped) || seg.first < sh.log.FirstSeq() {
+		return nil, fmt.Errorf("%w: shard %d segment %d", ErrDeleted, sh.id, seg.first)
 	}
 	if err == nil {
-		err = fmt.Errorf("%d bytes, want %d", len(data), sh.segRecords*sh.recordSize)
+		err = fmt.Errorf("%w: shard %d segment %d: %d bytes, want %d", logstore.ErrDamaged, sh.id, seg.first, len(data), sh.segRecords*sh.recordSize)
 	}
 	if ml := sh.ps.ml.Load(); ml != nil {
 		if sh.ps.readErrors.Add(1) == 1 {
-			ml.opts.Logger.Error("multilog: reading a released segment failed; its records read as zeros", "shard", sh.id, "first", seg.first, "err", err)
+			ml.opts.Logger.Error("multilog: reading a released segment failed", "shard", sh.id, "first", seg.first, "err", err)
 		}
 	}
-	return make([]byte, sh.segRecords*sh.recordSize)
+	return nil, fmt.Errorf("%w: shard %d segment %d: %w", ErrRead, sh.id, seg.first, err)
+}
+
+// recordAt returns the record at seq (below a tail the caller loaded), or why it cannot be
+// read: ErrDeleted (retention), ErrLost (damage found by recovery) or ErrRead.
+func (sh *shard) recordAt(segs []*segment, seq uint64) ([]byte, error) {
+	if seq < sh.firstKept() {
+		return nil, fmt.Errorf("%w: shard %d record %d (oldest kept %d)", ErrDeleted, sh.id, seq, sh.firstKept())
+	}
+	if err := sh.lostIn(seq, seq+1); err != nil {
+		return nil, err
+	}
+	seg := segs[seq/uint64(sh.segRecords)]
+	data, err := seg.read(sh)
+	if err != nil {
+		return nil, err
+	}
+	off := int(seq-seg.first) * sh.recordSize
+	return data[off : off+sh.recordSize : off+sh.recordSize], nil
 }
 
 // releaseSegment drops the MultiLog's reference to a sealed segment the store released.
@@ -402,6 +538,32 @@ func (ml *MultiLog) releaseSegment(shard int, first uint64) {
 	segs := sh.segments()
 	if i := first / uint64(sh.segRecords); i < uint64(len(segs)) && segs[i].first == first {
 		segs[i].mem.Store(nil)
+	}
+}
+
+// PersistStats are the persistence counters of a MultiLog (zero without persistence).
+type PersistStats struct {
+	ReadErrors      uint64 // failed reads of segments released to the store
+	DeletedByAge    uint64 // segments deleted by RetentionAge
+	DeletedByDisk   uint64 // segments deleted by MaxDiskBytes
+	DeletedByMemory uint64 // segments dropped by MaxMemoryBytes (disk full too)
+	RecordsDeleted  uint64 // records in deleted segments
+	DiskBytes       int64  // bytes of segment and archive files
+}
+
+// PersistStats returns the persistence counters (see also Store().Stats()).
+func (ml *MultiLog) PersistStats() PersistStats {
+	if ml.persist == nil {
+		return PersistStats{}
+	}
+	st := ml.persist.store.Stats()
+	return PersistStats{
+		ReadErrors:      ml.persist.readErrors.Load(),
+		DeletedByAge:    st.DeletedByAge,
+		DeletedByDisk:   st.DeletedByDisk,
+		DeletedByMemory: st.DeletedByMemory,
+		RecordsDeleted:  st.RecordsDeleted,
+		DiskBytes:       st.DiskBytes,
 	}
 }
 

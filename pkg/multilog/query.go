@@ -2,6 +2,7 @@ package multilog
 
 import (
 	"encoding/binary"
+	"errors"
 	"iter"
 	"math"
 	"slices"
@@ -201,6 +202,7 @@ type request struct {
 // not safe for concurrent use. The records it returns alias the log: valid for the life of the
 // MultiLog, never to be modified.
 type Rows struct {
+	err   error // the first read failure: ends the rows
 	curs  []cursor
 	heads []head
 	limit int
@@ -224,10 +226,12 @@ type head struct {
 	rec []byte
 }
 
-// cursor yields one shard's matches in timestamp order.
+// cursor yields one shard's matches in timestamp order. A cursor that fails to read its
+// records (persistence) stops (ok false) and reports why in err.
 type cursor interface {
 	next() (ts int64, seq uint64, rec []byte, ok bool)
 	shard() int
+	err() error
 }
 
 func (ml *MultiLog) rows(v Version, q request) *Rows {
@@ -255,6 +259,18 @@ func (ml *MultiLog) rows(v Version, q request) *Rows {
 // reached).
 func (r *Rows) Next() bool {
 	if r.done || (r.limit > 0 && r.count >= r.limit) {
+		r.done = true
+		return false
+	}
+	if r.run < 0 && r.err == nil {
+		for _, c := range r.curs {
+			if err := c.err(); err != nil {
+				r.err = err
+				break
+			}
+		}
+	}
+	if r.err != nil {
 		r.done = true
 		return false
 	}
@@ -302,6 +318,9 @@ func (r *Rows) take(i int) {
 	} else {
 		h.ts, h.seq, h.rec, h.ok = r.curs[i].next()
 	}
+	if !h.ok && r.err == nil {
+		r.err = r.curs[i].err()
+	}
 	r.count++
 	if invariants {
 		r.checkRow(prevTS, prev)
@@ -317,9 +336,12 @@ func (r *Rows) Ref() Ref { return r.ref }
 // Timestamp returns the current row's timestamp.
 func (r *Rows) Timestamp() int64 { return r.ts }
 
-// Err returns nil: queries over memory do not fail once started. It is there for the persistent
-// modes, whose reads may.
-func (r *Rows) Err() error { return nil }
+// Err returns why the rows ended early, or nil. Queries over memory never fail; with
+// persistence (Open) a query that reaches records it cannot read stops there (Next returns
+// false) and Err wraps ErrRead (a segment or archive file failed to read) or ErrLost (records
+// recovery found lost), naming the shard, the segment and the file. Records deleted by
+// retention are not an error: they are skipped. Check Err after Next returns false.
+func (r *Rows) Err() error { return r.err }
 
 // All returns the remaining rows as an iterator.
 func (r *Rows) All() iter.Seq2[Ref, []byte] {
@@ -332,8 +354,8 @@ func (r *Rows) All() iter.Seq2[Ref, []byte] {
 	}
 }
 
-// count returns the number of matches at v without ordering them.
-func (ml *MultiLog) count(v Version, q request) uint64 {
+// count returns the number of matches at v without ordering them, or the first read failure.
+func (ml *MultiLog) count(v Version, q request) (uint64, error) {
 	var p *plan
 	if q.c != nil {
 		p = ml.planFor(q.c, v.NumRecords())
@@ -345,12 +367,18 @@ func (ml *MultiLog) count(v Version, q request) uint64 {
 			continue
 		}
 		if p != nil {
-			n += uint64(len(ml.planSeqs(sh, tail, q, p)))
+			seqs, err := ml.planSeqs(sh, tail, q, p)
+			if err != nil {
+				return n, err
+			}
+			n += uint64(len(seqs))
 			continue
 		}
-		ml.scan(sh, tail, 0, tail, q, func(uint64, []byte) bool { n++; return true })
+		if err := ml.scan(sh, tail, 0, tail, q, func(uint64, []byte) bool { n++; return true }); err != nil {
+			return n, err
+		}
 	}
-	return n
+	return n, nil
 }
 
 // shardCursor picks how to produce one shard's matches in timestamp order.
@@ -360,13 +388,17 @@ func (ml *MultiLog) shardCursor(sh *shard, tail uint64, q request, p *plan) curs
 		return newScanCursor(sh, tail, q)
 	}
 	var seqs []uint32
+	var err error
 	if p != nil {
-		seqs = ml.planSeqs(sh, tail, q, p)
+		seqs, err = ml.planSeqs(sh, tail, q, p)
 	} else {
-		ml.scan(sh, tail, 0, tail, q, func(seq uint64, _ []byte) bool {
+		err = ml.scan(sh, tail, 0, tail, q, func(seq uint64, _ []byte) bool {
 			seqs = append(seqs, uint32(seq))
 			return true
 		})
+	}
+	if err != nil {
+		return &listCursor{sh: sh, e: err}
 	}
 	segs := sh.segments()
 	if !ordered {
@@ -377,8 +409,9 @@ func (ml *MultiLog) shardCursor(sh *shard, tail uint64, q request, p *plan) curs
 	return &listCursor{sh: sh, segs: segs, seqs: seqs}
 }
 
-// planSeqs returns the shard's matches found through the plan, in sequence order.
-func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) []uint32 {
+// planSeqs returns the shard's matches found through the plan, in sequence order, or the first
+// read failure. Candidates deleted by retention are skipped.
+func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) ([]uint32, error) {
 	var cand []uint32
 	add := func(ref uint32) bool { cand = append(cand, ref); return true }
 	var scanBelow uint64 // records below this are not covered by the plan's indexes
@@ -398,6 +431,28 @@ func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) []uint3
 	slices.Sort(cand)
 	cand = slices.Compact(cand)
 	segs := sh.segments()
+	if sh.log != nil {
+		// Persisted: candidates may be deleted by retention (skipped), released (read
+		// through the store) or lost (an error).
+		fk := sh.firstKept()
+		out := cand[:0]
+		for _, seq := range cand {
+			if uint64(seq) < scanBelow || uint64(seq) < fk {
+				continue
+			}
+			rec, err := sh.recordAt(segs, uint64(seq))
+			if errors.Is(err, ErrDeleted) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if ts := schema.Timestamp(rec); ts >= q.from && ts < q.to && (q.m == nil || q.m.Match(rec)) {
+				out = append(out, seq)
+			}
+		}
+		return ml.planScanBelow(sh, tail, q, scanBelow, out)
+	}
 	// First touch every candidate's timestamp in a tight loop of independent loads, so the
 	// cache misses of this random access overlap; then test them.
 	tss := make([]int64, len(cand))
@@ -413,15 +468,24 @@ func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) []uint3
 			out = append(out, seq)
 		}
 	}
-	if scanBelow > 0 {
-		var low []uint32
-		ml.scan(sh, tail, 0, scanBelow, q, func(seq uint64, _ []byte) bool {
-			low = append(low, uint32(seq))
-			return true
-		})
-		out = append(low, out...)
+	return ml.planScanBelow(sh, tail, q, scanBelow, out)
+}
+
+// planScanBelow prepends to out the matches below scanBelow, which the plan's indexes do not
+// cover, found by scanning.
+func (ml *MultiLog) planScanBelow(sh *shard, tail uint64, q request, scanBelow uint64, out []uint32) ([]uint32, error) {
+	if scanBelow == 0 {
+		return out, nil
 	}
-	return out
+	var low []uint32
+	err := ml.scan(sh, tail, 0, scanBelow, q, func(seq uint64, _ []byte) bool {
+		low = append(low, uint32(seq))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(low, out...), nil
 }
 
 // batchSelector is a predicate that can test many records at once (*expr.Filter is one).
@@ -433,8 +497,10 @@ type batchSelector interface {
 const selectChunk = 256
 
 // scan calls fn for every match with sequence in [lo, hi) (hi ≤ tail), in sequence order,
-// skipping segments whose time bounds miss the range.
-func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq uint64, rec []byte) bool) {
+// skipping segments whose time bounds miss the range and records deleted by retention. It
+// stops at the first segment it cannot read and returns why.
+func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq uint64, rec []byte) bool) error {
+	lo = max(lo, sh.firstKept())
 	segs := sh.segments()
 	rs := sh.recordSize
 	bs, _ := q.m.(batchSelector)
@@ -449,7 +515,17 @@ func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq 
 		}
 		a := max(lo, seg.first)
 		b := min(hi, end, tail)
-		data := seg.bytes(sh)[int(a-seg.first)*rs : int(b-seg.first)*rs]
+		if err := sh.lostIn(a, b); err != nil {
+			return err
+		}
+		all, err := seg.read(sh)
+		if errors.Is(err, ErrDeleted) {
+			continue // deleted while the scan runs
+		}
+		if err != nil {
+			return err
+		}
+		data := all[int(a-seg.first)*rs : int(b-seg.first)*rs]
 		if bs != nil {
 			for off, seq := 0, a; off < len(data); {
 				n := min(selectChunk*rs, len(data)-off)
@@ -459,7 +535,7 @@ func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq 
 					rec := data[o : o+rs : o+rs]
 					if ts := int64(binary.LittleEndian.Uint64(rec)); ts >= q.from && ts < q.to {
 						if !fn(seq+uint64(k), rec) {
-							return
+							return nil
 						}
 					}
 				}
@@ -474,12 +550,13 @@ func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq 
 			ts := int64(binary.LittleEndian.Uint64(rec))
 			if ts >= q.from && ts < q.to && (q.m == nil || q.m.Match(rec)) {
 				if !fn(seq, rec) {
-					return
+					return nil
 				}
 			}
 			seq++
 		}
 	}
+	return nil
 }
 
 // scanCursor streams a shard whose records are in timestamp order.
@@ -493,6 +570,7 @@ type scanCursor struct {
 	off      int    // byte offset of the next record (or chunk) in data
 	seq      uint64 // sequence number of the record at off
 	from, to int64
+	e        error // the read failure that ended the cursor
 
 	// Batch selection: sel holds the matching indexes of the chunk at chunkOff.
 	bs       batchSelector
@@ -507,8 +585,10 @@ func newScanCursor(sh *shard, tail uint64, q request) *scanCursor {
 	c.bs, _ = q.m.(batchSelector)
 	nseg := int((tail + uint64(sh.segRecords) - 1) / uint64(sh.segRecords))
 	c.segs = c.segs[:nseg]
-	// Find the first segment that may hold from: the segments are in timestamp order.
+	// Find the first segment that may hold from: the segments are in timestamp order. Deleted
+	// segments (below the first kept record, a segment boundary) are skipped.
 	c.si = sort.Search(len(c.segs), func(i int) bool { return c.segs[i].maxTS.Load() >= q.from })
+	c.si = max(c.si, int(min(sh.firstKept()/uint64(sh.segRecords), uint64(len(c.segs)))))
 	c.load()
 	if c.data != nil && q.from != MinTime {
 		rs := sh.recordSize
@@ -522,19 +602,40 @@ func newScanCursor(sh *shard, tail uint64, q request) *scanCursor {
 	return c
 }
 
+// load makes segment si (or the next readable one) current; data is nil at the end or on a
+// read failure (then e says why).
 func (c *scanCursor) load() {
 	c.data, c.off = nil, 0
 	c.sel, c.selPos = c.sel[:0], 0
-	if c.si >= len(c.segs) {
+	for ; c.si < len(c.segs); c.si++ {
+		seg := c.segs[c.si]
+		n := min(uint64(c.sh.segRecords), c.tail-seg.first)
+		if c.sh.log == nil {
+			c.data = seg.bytes(c.sh)[:int(n)*c.sh.recordSize]
+			c.seq = seg.first
+			return
+		}
+		if err := c.sh.lostIn(seg.first, seg.first+n); err != nil {
+			c.e = err
+			return
+		}
+		all, err := seg.read(c.sh)
+		if errors.Is(err, ErrDeleted) {
+			continue // deleted while the query runs
+		}
+		if err != nil {
+			c.e = err
+			return
+		}
+		c.data = all[:int(n)*c.sh.recordSize]
+		c.seq = seg.first
 		return
 	}
-	seg := c.segs[c.si]
-	n := min(uint64(c.sh.segRecords), c.tail-seg.first)
-	c.data = seg.bytes(c.sh)[:int(n)*c.sh.recordSize]
-	c.seq = seg.first
 }
 
 func (c *scanCursor) shard() int { return c.sh.id }
+
+func (c *scanCursor) err() error { return c.e }
 
 func (c *scanCursor) next() (int64, uint64, []byte, bool) {
 	if c.bs != nil {
@@ -596,22 +697,36 @@ func (c *scanCursor) nextSelected() (int64, uint64, []byte, bool) {
 	return 0, 0, nil, false
 }
 
-// listCursor yields precomputed sequence numbers.
+// listCursor yields precomputed sequence numbers (or, with e set, nothing).
 type listCursor struct {
 	sh   *shard
 	segs []*segment
 	seqs []uint32
 	i    int
+	e    error
 }
 
 func (c *listCursor) shard() int { return c.sh.id }
 
+func (c *listCursor) err() error { return c.e }
+
 func (c *listCursor) next() (int64, uint64, []byte, bool) {
-	if c.i >= len(c.seqs) {
-		return 0, 0, nil, false
+	for c.e == nil && c.i < len(c.seqs) {
+		seq := uint64(c.seqs[c.i])
+		c.i++
+		if c.sh.log == nil {
+			rec := c.sh.record(c.segs, seq)
+			return schema.Timestamp(rec), seq, rec, true
+		}
+		rec, err := c.sh.recordAt(c.segs, seq)
+		if errors.Is(err, ErrDeleted) {
+			continue // deleted by retention
+		}
+		if err != nil {
+			c.e = err
+			break
+		}
+		return schema.Timestamp(rec), seq, rec, true
 	}
-	seq := uint64(c.seqs[c.i])
-	c.i++
-	rec := c.sh.record(c.segs, seq)
-	return schema.Timestamp(rec), seq, rec, true
+	return 0, 0, nil, false
 }

@@ -32,11 +32,11 @@ func newTestStore(t *testing.T, watermark *atomic.Int64, sink *alertSink) (*Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	ml, err := multilog.New(sch, multilog.Options{Writers: 1})
+	ml, err := multilog.New(sch, multilog.Options{Writers: 1, Watermark: watermark.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewStore(StoreOptions{MonitorInterval: time.Millisecond, Watermark: watermark.Load}, sink.add)
+	s := NewStore(StoreOptions{}, sink.add)
 	t.Cleanup(func() { _ = s.Close() })
 	if err := s.Add("m", ml); err != nil {
 		t.Fatal(err)
@@ -110,6 +110,65 @@ func TestTriggerWindows(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if n := len(sink.get()); n != 2 {
 		t.Fatalf("windows evaluated twice: %d alerts", n)
+	}
+}
+
+// TestTriggerAfterReplay: a capture replayed before the filter, aggregate and trigger exist
+// still fires (backfill), the last window closes at the end of input, and a named aggregate is
+// read from the MultiLog's roll-ups at the snapshot.
+func TestTriggerAfterReplay(t *testing.T) {
+	var wm atomic.Int64
+	wm.Store(math.MinInt64)
+	sink := &alertSink{}
+	s, ml := newTestStore(t, &wm, sink)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendAt(t, ml, 1*ms, 10)
+	appendAt(t, ml, 5*ms, 20)
+	appendAt(t, ml, 7*ms, 3)
+	appendAt(t, ml, 12*ms, 12)
+	appendAt(t, ml, 25*ms, 40)
+	wm.Store(25 * ms) // the replay is in; [20, 30 ms) is not complete yet
+	must(s.AddFilter(wire.FilterSpec{MultiLog: "m", Name: "big", Expr: "v >= 10"}))
+	must(s.AddAggregate(wire.AggregateSpec{MultiLog: "m", Name: "total", Filter: "big", Func: "SUM(v)"}))
+	must(s.AddTrigger(wire.TriggerSpec{MultiLog: "m", Name: "hot", Condition: "total > 25", PeriodMillis: 10}))
+	got := waitAlerts(t, sink, 1)
+	if a := got[0]; a.Trigger != "hot" || a.Value != 30 || a.WindowStart.UnixNano() != 0 || a.Version != 5 ||
+		a.Op != ">" || a.Threshold != 25 || a.Condition != "total > 25" || a.Aggregate != "total" {
+		t.Fatalf("alert %+v", a)
+	}
+	agg, err := s.Aggregate(context.Background(), wire.AggregateRequest{MultiLog: "m", Name: "total", From: wire.Time(2 * ms), To: wire.Time(30 * ms)})
+	if err != nil || agg.Value != 72 || agg.Count != 3 || agg.Func != "SUM(v)" {
+		t.Fatalf("named aggregate %+v %v", agg, err)
+	}
+	adhoc, err := s.Aggregate(context.Background(), wire.AggregateRequest{MultiLog: "m", Func: "SUM(v)", Expr: "v >= 10", From: wire.Time(2 * ms), To: wire.Time(30 * ms)})
+	if err != nil || adhoc.Value != agg.Value || adhoc.Count != agg.Count {
+		t.Fatalf("ad-hoc aggregate %+v %v", adhoc, err)
+	}
+	if _, err := s.Aggregate(context.Background(), wire.AggregateRequest{MultiLog: "m", Name: "total", Expr: "v > 1"}); !errors.Is(err, wire.ErrInvalidArgument) {
+		t.Fatalf("named aggregate with an expression: %v", err)
+	}
+	wm.Store(math.MaxInt64) // end of input: [20, 30 ms) closes
+	got = waitAlerts(t, sink, 2)
+	if a := got[1]; a.Value != 40 || a.WindowStart.UnixNano() != 20*ms {
+		t.Fatalf("alert %+v", a)
+	}
+	// Close runs a last pass; nothing fires twice.
+	must(s.Close())
+	if n := len(sink.get()); n != 2 || s.Evaluations() < 2 {
+		t.Fatalf("%d alerts, %d evaluations", n, s.Evaluations())
+	}
+	must(s.RemoveTrigger("m", "hot"))
+	must(s.RemoveAggregate("m", "total"))
+	if l := ml.Triggers(); len(l) != 0 {
+		t.Fatalf("MultiLog triggers after RemoveTrigger: %v", l)
+	}
+	if l := ml.Aggregates(); len(l) != 0 {
+		t.Fatalf("MultiLog aggregates after RemoveAggregate: %v", l)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/confluo-go/confluo/pkg/expr"
@@ -23,30 +22,28 @@ import (
 // DefaultPeriod is a trigger's window when its spec sets none.
 const DefaultPeriod = time.Second
 
-// Store serves the API from real pkg/multilog MultiLogs. Named filters are compiled expressions
-// evaluated against the log; aggregates and triggers are computed by the Store's monitor, which
-// scans each trigger's new complete windows (data time) once.
+// Store serves the API from real pkg/multilog MultiLogs. Named filters, aggregates and
+// triggers are the MultiLog's own: filter logs and aggregates are backfilled over the records
+// already stored, triggers are evaluated by the MultiLog's monitor (including windows that
+// already hold data) and their alerts reach the Store's AlertFunc through a subscription. Ad-hoc
+// aggregates (an expression and a function, no name) scan the records like a query.
 //
-// Safe for concurrent use. Lock order: Store.mu only (the MultiLog's own locks are taken inside
-// its calls, never while Store.mu is held across a scan).
+// Safe for concurrent use. Lock order: Store.mu, then the MultiLog's locks (taken inside its
+// calls). Alert delivery runs on a MultiLog's monitor goroutine and takes no lock of the Store.
 type Store struct {
-	logger    *slog.Logger
-	onAlert   AlertFunc
-	interval  time.Duration
-	watermark func() int64
+	logger  *slog.Logger
+	onAlert AlertFunc
 
-	mu   sync.RWMutex
-	logs map[string]*logEntry
-
-	stop chan struct{}
-	done chan struct{}
-
-	evaluations atomic.Uint64
+	mu     sync.RWMutex
+	logs   map[string]*logEntry
+	closed bool
 }
 
 type logEntry struct {
 	name       string
 	ml         *multilog.MultiLog
+	owned      bool   // created by AddMultiLog: Close closes it
+	cancel     func() // ends the alert subscription
 	filters    map[string]*namedFilter
 	aggregates map[string]*namedAggregate
 	triggers   map[string]*trigger
@@ -63,67 +60,93 @@ type namedAggregate struct {
 }
 
 type trigger struct {
-	spec   wire.TriggerSpec
-	cond   *expr.Trigger
-	period int64
-	next   int64 // start of the first window not yet evaluated; MinInt64 until data arrives
+	spec wire.TriggerSpec
+	cond *expr.Trigger
 }
 
 // StoreOptions configure a Store.
 type StoreOptions struct {
-	// MonitorInterval is how often triggers are evaluated. Default 50ms.
-	MonitorInterval time.Duration
-	// Watermark returns the data time (ns) up to which every record has been stored: a trigger
-	// window [start, end) is evaluated once end <= Watermark()+1, exactly once. math.MaxInt64
-	// means no more records will come. Default: the wall clock minus 100ms.
-	Watermark func() int64
-	Logger    *slog.Logger
+	// Logger receives rare events. Nil discards.
+	Logger *slog.Logger
 }
 
-// NewStore returns a Store and starts its monitor; Close stops it.
+// NewStore returns an empty Store; Close stops the monitors of its multilogs.
 func NewStore(opts StoreOptions, onAlert AlertFunc) *Store {
-	if opts.MonitorInterval <= 0 {
-		opts.MonitorInterval = 50 * time.Millisecond
-	}
-	if opts.Watermark == nil {
-		opts.Watermark = func() int64 { return time.Now().Add(-100 * time.Millisecond).UnixNano() }
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if onAlert == nil {
 		onAlert = func(wire.Alert) {}
 	}
-	s := &Store{logger: opts.Logger, onAlert: onAlert, interval: opts.MonitorInterval,
-		watermark: opts.Watermark, logs: map[string]*logEntry{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.monitor()
-	return s
+	return &Store{logger: opts.Logger, onAlert: onAlert, logs: map[string]*logEntry{}}
 }
 
-// Add registers a MultiLog under a name.
+// Add registers a MultiLog under a name and subscribes to its alerts. When a trigger window is
+// complete is the MultiLog's business: give it multilog.Options.Watermark when a capture
+// pipeline knows better than the shards' own timestamps. Close stops its monitor (but does not
+// close it: its owner does).
 func (s *Store) Add(name string, ml *multilog.MultiLog) error {
+	return s.add(name, ml, false)
+}
+
+func (s *Store) add(name string, ml *multilog.MultiLog, owned bool) error {
 	if err := wire.ValidateToken("multilog", name); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return wire.Errorf(wire.CodeUnavailable, "the store is closed")
+	}
 	if _, ok := s.logs[name]; ok {
 		return wire.Errorf(wire.CodeAlreadyExists, "multilog %q already exists", name)
 	}
-	s.logs[name] = &logEntry{name: name, ml: ml, filters: map[string]*namedFilter{},
+	e := &logEntry{name: name, ml: ml, owned: owned, filters: map[string]*namedFilter{},
 		aggregates: map[string]*namedAggregate{}, triggers: map[string]*trigger{}}
+	e.cancel = ml.Subscribe(func(a multilog.Alert) { s.onAlert(wireAlert(name, a)) })
+	s.logs[name] = e
 	return nil
 }
 
-// Close stops the monitor after a last evaluation.
-func (s *Store) Close() error {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
+// wireAlert converts a MultiLog alert; the sidecar fills Host, Seq, Completeness and Published.
+func wireAlert(multiLog string, a multilog.Alert) wire.Alert {
+	w := wire.Alert{MultiLog: multiLog, Trigger: a.Trigger, Condition: a.Condition, Aggregate: a.Aggregate,
+		WindowStart: time.Unix(0, a.WindowStart).UTC(), WindowEnd: time.Unix(0, a.WindowEnd).UTC(),
+		Value: a.Value}
+	if c, err := expr.ParseTrigger(a.Condition); err == nil { // canonical text: always parses
+		w.Op, w.Threshold = c.Op.String(), c.Threshold
 	}
-	<-s.done
-	return nil
+	for _, t := range a.Version {
+		w.Version += t
+	}
+	return w
+}
+
+// Close runs a last monitor pass on every multilog (windows complete by now fire), stops their
+// monitors and closes the multilogs the Store created (AddMultiLog). Idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	logs := make([]*logEntry, 0, len(s.logs))
+	for _, e := range s.logs {
+		logs = append(logs, e)
+	}
+	s.mu.Unlock()
+	sort.Slice(logs, func(i, j int) bool { return logs[i].name < logs[j].name })
+	var errs []error
+	for _, e := range logs {
+		e.ml.StopMonitor()
+		e.ml.Tick()
+		e.cancel()
+		if e.owned {
+			errs = append(errs, e.ml.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Store) entry(name string) (*logEntry, error) {
@@ -243,8 +266,17 @@ func snapshotFor(ctx context.Context, e *logEntry, to int64) (*multilog.Snapshot
 	return snap, to, nil
 }
 
-// Evaluations returns how many trigger windows the monitor has evaluated.
-func (s *Store) Evaluations() uint64 { return s.evaluations.Load() }
+// Evaluations returns how many trigger windows holding data the multilogs' monitors have
+// evaluated.
+func (s *Store) Evaluations() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n uint64
+	for _, e := range s.logs {
+		n += e.ml.Stats().Evaluations
+	}
+	return n
+}
 
 // AddMultiLog implements Engine: a multilog with one writer shard.
 func (s *Store) AddMultiLog(name, schemaText string) error {
@@ -265,7 +297,11 @@ func (s *Store) AddMultiLog(name, schemaText string) error {
 	if err != nil {
 		return wire.Errorf(wire.CodeInvalidArgument, "multilog %q: %v", name, err)
 	}
-	return s.Add(name, ml)
+	if err := s.add(name, ml, true); err != nil {
+		_ = ml.Close()
+		return err
+	}
+	return nil
 }
 
 // Freeze implements Engine.
@@ -469,7 +505,9 @@ func compileAggregate(src string, sch *schema.Schema) (*expr.Aggregate, error) {
 	return a, nil
 }
 
-// Aggregate implements Engine.
+// Aggregate implements Engine. A named aggregate is read from the MultiLog's aggregate
+// (per-shard partials and roll-ups, consistent at the snapshot); an ad-hoc one (Func over Expr or
+// Filter) scans the matching records like a query.
 func (s *Store) Aggregate(ctx context.Context, req wire.AggregateRequest) (*wire.AggregateReply, error) {
 	s.mu.RLock()
 	e, err := s.entry(req.MultiLog)
@@ -484,21 +522,30 @@ func (s *Store) Aggregate(ctx context.Context, req wire.AggregateRequest) (*wire
 	if err != nil {
 		return nil, err
 	}
-	var agg *expr.Aggregate
-	src, filterName := req.Expr, req.Filter
+	from, to := bounds(req.From, req.To)
 	if named != nil {
-		if src != "" || filterName != "" {
+		if req.Expr != "" || req.Filter != "" {
 			return nil, wire.Errorf(wire.CodeInvalidArgument, "an installed aggregate has its own filter; do not set expr or filter")
 		}
-		agg, filterName = named.agg, named.spec.Filter
-	} else if agg, err = compileAggregate(req.Func, e.ml.Schema()); err != nil {
-		return nil, err
+		snap, to, err := snapshotFor(ctx, e, to)
+		if err != nil {
+			return nil, err
+		}
+		v, err := snap.GetAggregate(req.Name, from, to)
+		if err != nil {
+			return nil, wire.Errorf(wire.CodeNotFound, "aggregate %q: %v", req.Name, err)
+		}
+		return &wire.AggregateReply{MultiLog: e.name, Func: named.agg.String(), Value: v.Float(), Count: v.Count,
+			Version: snap.NumRecords(), Consistency: "snapshot"}, nil
 	}
-	sel, err := s.compile(e, src, filterName)
+	agg, err := compileAggregate(req.Func, e.ml.Schema())
 	if err != nil {
 		return nil, err
 	}
-	from, to := bounds(req.From, req.To)
+	sel, err := s.compile(e, req.Expr, req.Filter)
+	if err != nil {
+		return nil, err
+	}
 	snap, to, err := snapshotFor(ctx, e, to)
 	if err != nil {
 		return nil, err
@@ -587,25 +634,48 @@ func (s *Store) Filters(ml string) ([]wire.FilterSpec, error) {
 	return out, nil
 }
 
-// AddAggregate implements Engine.
+// storeError maps a MultiLog error to a coded one.
+func storeError(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, multilog.ErrExists):
+		return wire.Errorf(wire.CodeAlreadyExists, "%s: %v", msg, err)
+	case errors.Is(err, multilog.ErrNotFound):
+		return wire.Errorf(wire.CodeNotFound, "%s: %v", msg, err)
+	case errors.Is(err, multilog.ErrExpr):
+		return wire.Errorf(wire.CodeInvalidExpr, "%s: %v", msg, err)
+	case errors.Is(err, multilog.ErrClosed):
+		return wire.Errorf(wire.CodeUnavailable, "%s: %v", msg, err)
+	}
+	return wire.Errorf(wire.CodeInternal, "%s: %v", msg, err)
+}
+
+// AddAggregate implements Engine: the aggregate becomes the MultiLog's, backfilled over what
+// its filter already logged (in this goroutine, never blocking writers).
 func (s *Store) AddAggregate(spec wire.AggregateSpec) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
 	e, err := s.entry(spec.MultiLog)
+	if err == nil {
+		if _, ok := e.aggregates[spec.Name]; ok {
+			err = wire.Errorf(wire.CodeAlreadyExists, "aggregate %q already exists", spec.Name)
+		} else if _, ok := e.filters[spec.Filter]; !ok {
+			err = wire.Errorf(wire.CodeNotFound, "aggregate %q: filter %q does not exist", spec.Name, spec.Filter)
+		}
+	}
+	s.mu.RUnlock()
 	if err != nil {
 		return err
-	}
-	if _, ok := e.aggregates[spec.Name]; ok {
-		return wire.Errorf(wire.CodeAlreadyExists, "aggregate %q already exists", spec.Name)
-	}
-	if _, ok := e.filters[spec.Filter]; !ok {
-		return wire.Errorf(wire.CodeNotFound, "aggregate %q: filter %q does not exist", spec.Name, spec.Filter)
 	}
 	agg, err := compileAggregate(spec.Func, e.ml.Schema())
 	if err != nil {
 		return err
 	}
+	if err := e.ml.AddAggregate(spec.Name, spec.Filter, spec.Func, multilog.AggregateBackfill()); err != nil {
+		return storeError(err, "aggregate %q", spec.Name)
+	}
+	s.mu.Lock()
 	e.aggregates[spec.Name] = &namedAggregate{spec: spec, agg: agg}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -624,6 +694,9 @@ func (s *Store) RemoveAggregate(ml, name string) error {
 		if t.cond.Aggregate == name {
 			return wire.Errorf(wire.CodeInvalidArgument, "aggregate %q is used by trigger %q; remove that first", name, t.spec.Name)
 		}
+	}
+	if err := e.ml.RemoveAggregate(name); err != nil && !errors.Is(err, multilog.ErrNotFound) {
+		return storeError(err, "aggregate %q", name)
 	}
 	delete(e.aggregates, name)
 	return nil
@@ -645,7 +718,10 @@ func (s *Store) Aggregates(ml string) ([]wire.AggregateSpec, error) {
 	return out, nil
 }
 
-// AddTrigger implements Engine.
+// AddTrigger implements Engine: the MultiLog's monitor evaluates the trigger over tumbling
+// windows of its period in data time, including the windows that already hold data (so a
+// replayed capture fires even when the trigger comes after it); each window fires at most once,
+// when it is complete (multilog.Options.Watermark, the shards' timestamps, the end of input).
 func (s *Store) AddTrigger(spec wire.TriggerSpec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -663,12 +739,21 @@ func (s *Store) AddTrigger(spec wire.TriggerSpec) error {
 	if _, ok := e.aggregates[cond.Aggregate]; !ok {
 		return wire.Errorf(wire.CodeNotFound, "trigger %q: aggregate %q does not exist", spec.Name, cond.Aggregate)
 	}
+	if spec.PeriodMillis < 0 {
+		return wire.Errorf(wire.CodeInvalidArgument, "trigger %q: period %d ms is negative", spec.Name, spec.PeriodMillis)
+	}
 	period := time.Duration(spec.PeriodMillis) * time.Millisecond
 	if period == 0 {
 		period = DefaultPeriod
 		spec.PeriodMillis = int(DefaultPeriod / time.Millisecond)
 	}
-	e.triggers[spec.Name] = &trigger{spec: spec, cond: cond, period: int64(period), next: math.MinInt64}
+	if err := e.ml.InstallTrigger(spec.Name, spec.Condition, period, multilog.TriggerBackfill()); err != nil {
+		if errors.Is(err, multilog.ErrExpr) { // the condition parsed: the period is what is wrong
+			return wire.Errorf(wire.CodeInvalidArgument, "trigger %q: %v", spec.Name, err)
+		}
+		return storeError(err, "trigger %q", spec.Name)
+	}
+	e.triggers[spec.Name] = &trigger{spec: spec, cond: cond}
 	return nil
 }
 
@@ -682,6 +767,9 @@ func (s *Store) RemoveTrigger(ml, name string) error {
 	}
 	if _, ok := e.triggers[name]; !ok {
 		return wire.Errorf(wire.CodeNotFound, "trigger %q does not exist", name)
+	}
+	if err := e.ml.RemoveTrigger(name); err != nil && !errors.Is(err, multilog.ErrNotFound) {
+		return storeError(err, "trigger %q", name)
 	}
 	delete(e.triggers, name)
 	return nil
@@ -746,124 +834,6 @@ func (s *Store) Indexes(ml string) ([]string, error) {
 		return nil, err
 	}
 	return append([]string{}, e.ml.Indexes()...), nil
-}
-
-// monitor evaluates triggers every interval until Close, then once more.
-func (s *Store) monitor() {
-	defer close(s.done)
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			s.evaluate()
-			return
-		case <-t.C:
-			s.evaluate()
-		}
-	}
-}
-
-// work is one trigger's evaluation plan, taken under the lock and run without it.
-type work struct {
-	e   *logEntry
-	t   *trigger
-	agg *namedAggregate
-	sel selection
-}
-
-func (s *Store) evaluate() {
-	var jobs []work
-	s.mu.RLock()
-	for _, e := range s.logs {
-		for _, t := range e.triggers {
-			a := e.aggregates[t.cond.Aggregate]
-			if a == nil {
-				continue
-			}
-			if e.filters[a.spec.Filter] == nil {
-				continue
-			}
-			jobs = append(jobs, work{e: e, t: t, agg: a, sel: selection{filterName: a.spec.Filter}})
-		}
-	}
-	s.mu.RUnlock()
-	watermark := s.watermark()
-	for _, j := range jobs {
-		s.evaluateTrigger(j, watermark)
-	}
-}
-
-// evaluateTrigger scans the records since the trigger's next window, computes the aggregate per
-// complete window (windows aligned to the period in data time, complete when their end is at or
-// below the watermark) and raises an alert for each window whose value satisfies the condition.
-// Windows without matching records are not evaluated. Each window is evaluated once.
-func (s *Store) evaluateTrigger(j work, watermark int64) {
-	t := j.t
-	if watermark < math.MinInt64/2 {
-		return // nothing stored yet (and keep the window arithmetic far from overflow)
-	}
-	snap := j.e.ml.Snapshot()
-	from := t.next
-	if from == math.MinInt64 {
-		from = int64(multilog.MinTime)
-	}
-	var (
-		window int64 = math.MinInt64
-		acc    *accumulator
-		next   = t.next
-	)
-	flush := func() {
-		if acc == nil || acc.count == 0 {
-			return
-		}
-		v := acc.value()
-		s.evaluations.Add(1)
-		if t.cond.Eval(v) {
-			s.onAlert(wire.Alert{MultiLog: j.e.name, Trigger: t.spec.Name, Condition: t.cond.String(),
-				Aggregate: t.cond.Aggregate, WindowStart: time.Unix(0, window).UTC(),
-				WindowEnd: time.Unix(0, window+t.period).UTC(), Value: v, Op: t.cond.Op.String(),
-				Threshold: t.cond.Threshold, Version: snap.NumRecords()})
-		}
-	}
-	rows, err := j.sel.rows(snap, from, int64(multilog.MaxTime))
-	if err != nil {
-		return // the filter was removed meanwhile
-	}
-	for rows.Next() {
-		ts := rows.Timestamp()
-		w := ts - mod(ts, t.period)
-		if w > watermark-t.period+1 { // window end w+period > watermark+1: not complete yet
-			break
-		}
-		if w != window {
-			flush()
-			window, acc = w, newAccumulator(j.agg.agg)
-		}
-		acc.add(rows.Record())
-		next = w + t.period
-	}
-	flush()
-	if watermark == math.MaxInt64 {
-		if window != math.MinInt64 {
-			next = max(next, window+t.period)
-		}
-	} else if c := (watermark + 1) - mod(watermark+1, t.period); c > next {
-		next = c // windows ending at or before c are complete even without matches
-	}
-	s.mu.Lock()
-	if t.next < next {
-		t.next = next
-	}
-	s.mu.Unlock()
-}
-
-func mod(a, b int64) int64 {
-	m := a % b
-	if m < 0 {
-		m += b
-	}
-	return m
 }
 
 var _ Engine = (*Store)(nil)
