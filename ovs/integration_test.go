@@ -18,10 +18,10 @@ import (
 func sandboxController(t *testing.T, sb *sandbox, reg prometheus.Registerer) *Controller {
 	t.Helper()
 	o := DefaultOptions()
-	o.Endpoint = sb.endpoint()
-	o.OVSRunDir = sb.dir
-	o.VhostDir = sb.path("vhost")
-	o.VSwitchdNetNS = sb.swNSPath()
+	o.Endpoint = sb.Endpoint()
+	o.OVSRunDir = sb.Dir
+	o.VhostDir = sb.Path("vhost")
+	o.VSwitchdNetNS = sb.NSPath()
 	o.CallTimeout = 5 * time.Second
 	o.ResyncInterval = 500 * time.Millisecond
 	o.MinBackoff = 50 * time.Millisecond
@@ -91,7 +91,7 @@ func TestIntegrationMirrorTraffic(t *testing.T) {
 	if res, err := c.EnsureMirror(ctx, spec); err != nil || res.Change != Created {
 		t.Fatalf("EnsureMirror = %+v, %v", res, err)
 	}
-	out := sb.vsctl("--no-wait", "--columns=name,snaplen,external_ids", "list", "Mirror")
+	out := sb.Vsctl(t, "--no-wait", "--columns=name,snaplen,external_ids", "list", "Mirror")
 	if !strings.Contains(out, "m1") || !strings.Contains(out, "confluo-managed-by") {
 		t.Fatalf("ovs-vsctl list Mirror:\n%s", out)
 	}
@@ -132,7 +132,7 @@ func TestIntegrationMirrorTraffic(t *testing.T) {
 	if n := len(spray.snapshot()); n != 0 {
 		t.Fatalf("%d ICMP packets on the spray port after the mirror was removed", n)
 	}
-	if out := sb.vsctl("--no-wait", "list", "Mirror"); strings.TrimSpace(out) != "" {
+	if out := sb.Vsctl(t, "--no-wait", "list", "Mirror"); strings.TrimSpace(out) != "" {
 		t.Fatalf("Mirror table not empty after remove:\n%s", out)
 	}
 
@@ -171,7 +171,7 @@ func TestIntegrationReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	mirrorUUID := func() string {
-		out, err := sb.run("ovs-vsctl", "--db="+sb.endpoint(), "--no-wait", "--bare", "--columns=_uuid", "find", "Mirror", "name=keep")
+		out, err := sb.RunErr("ovs-vsctl", "--db="+sb.Endpoint(), "--no-wait", "--bare", "--columns=_uuid", "find", "Mirror", "name=keep")
 		if err != nil {
 			return ""
 		}
@@ -185,7 +185,7 @@ func TestIntegrationReconcile(t *testing.T) {
 		if before == "" {
 			t.Fatalf("%s: mirror not in the database before the delete", what)
 		}
-		sb.vsctl("--no-wait", "clear", "Bridge", sb.bridge, "mirrors")
+		sb.Vsctl(t, "--no-wait", "clear", "Bridge", sb.bridge, "mirrors")
 		eventually(t, what, time.Second, func() bool {
 			u := mirrorUUID()
 			return u != "" && u != before
@@ -195,26 +195,26 @@ func TestIntegrationReconcile(t *testing.T) {
 	clearAndExpectRestore("mirror restored after ovs-vsctl clear")
 
 	// Changed behind the controller's back.
-	sb.vsctl("--no-wait", "set", "Mirror", "keep", "snaplen=1000")
+	sb.Vsctl(t, "--no-wait", "set", "Mirror", "keep", "snaplen=1000")
 	eventually(t, "snaplen restored", time.Second, func() bool {
-		out, _ := sb.run("ovs-vsctl", "--db="+sb.endpoint(), "--no-wait", "get", "Mirror", "keep", "snaplen")
+		out, _ := sb.RunErr("ovs-vsctl", "--db="+sb.Endpoint(), "--no-wait", "get", "Mirror", "keep", "snaplen")
 		return strings.TrimSpace(out) == "128"
 	})
 
 	// ovsdb-server restarts: the controller reconnects and keeps reconciling.
-	sb.stopDBServer()
+	sb.StopDB(t)
 	eventually(t, "controller notices the lost session", 5*time.Second, func() bool { return !c.Connected() })
 	if _, err := c.ListMirrors(ctx); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("ListMirrors while ovsdb-server is down = %v, want ErrNotConnected", err)
 	}
-	sb.startDBServer()
+	sb.StartDB(t)
 	eventually(t, "controller reconnects", 10*time.Second, c.Connected)
 	eventually(t, "reconnects metric counts it", 5*time.Second, func() bool { return counterValue(c.metrics.reconnects) >= 1 })
 	eventually(t, "mirror in the database after restart", 5*time.Second, func() bool { return mirrorUUID() != "" })
 	clearAndExpectRestore("mirror restored after ovsdb-server restart")
 
 	// ovs-vswitchd down: changes still commit; purge fails fast, nothing hangs.
-	sb.stopVSwitchd()
+	sb.StopVSwitchd(t)
 	callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer callCancel()
 	spec.Snaplen = 300
@@ -261,7 +261,7 @@ func TestIntegrationFlowSelection(t *testing.T) {
 	if err != nil || res.Change != Created {
 		t.Fatalf("EnsureMirror = %+v, %v", res, err)
 	}
-	flows := sb.must("ovs-ofctl", "--no-stats", "dump-flows", sb.bridge)
+	flows := sb.Run(t, "ovs-ofctl", "--no-stats", "dump-flows", sb.bridge)
 	if !strings.Contains(flows, "priority=40000") || !strings.Contains(flows, "nw_dst="+sb.ip[1]) {
 		t.Fatalf("flow rule missing:\n%s", flows)
 	}
@@ -277,16 +277,16 @@ func TestIntegrationFlowSelection(t *testing.T) {
 
 	// Rules deleted behind the controller's back come back (resync 500 ms).
 	cookie := flowCookie(spec.Key())
-	sb.must("ovs-ofctl", "del-flows", sb.bridge, "cookie="+strconvHex(cookie)+"/-1")
+	sb.Run(t, "ovs-ofctl", "del-flows", sb.bridge, "cookie="+strconvHex(cookie)+"/-1")
 	eventually(t, "flow rules restored", 5*time.Second, func() bool {
-		out, err := sb.run("ovs-ofctl", "--no-stats", "dump-flows", sb.bridge)
+		out, err := sb.RunErr("ovs-ofctl", "--no-stats", "dump-flows", sb.bridge)
 		return err == nil && strings.Contains(out, "priority=40000")
 	})
 
 	if _, err := c.RemoveMirror(ctx, sb.bridge, "echo"); err != nil {
 		t.Fatal(err)
 	}
-	if out := sb.must("ovs-ofctl", "--no-stats", "dump-flows", sb.bridge); strings.Contains(out, "priority=40000") {
+	if out := sb.Run(t, "ovs-ofctl", "--no-stats", "dump-flows", sb.bridge); strings.Contains(out, "priority=40000") {
 		t.Fatalf("flow rule left after RemoveMirror:\n%s", out)
 	}
 
@@ -302,16 +302,16 @@ func TestIntegrationFlowSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Close()
-	if out := sb.must("ovs-ofctl", "--no-stats", "dump-flows", sb.bridge); strings.Contains(out, "priority=40000") {
+	if out := sb.Run(t, "ovs-ofctl", "--no-stats", "dump-flows", sb.bridge); strings.Contains(out, "priority=40000") {
 		t.Fatalf("flow rule left after RemoveMirror by another controller:\n%s", out)
 	}
 
 	// A bridge with foreign OpenFlow rules is refused, not overridden.
-	sb.must("ovs-ofctl", "add-flow", sb.bridge, "priority=100,arp,actions=NORMAL")
+	sb.Run(t, "ovs-ofctl", "add-flow", sb.bridge, "priority=100,arp,actions=NORMAL")
 	if _, err := c.EnsureMirror(ctx, spec); !errors.Is(err, ErrFlowSelection) {
 		t.Fatalf("EnsureMirror on a bridge with foreign flows = %v, want ErrFlowSelection", err)
 	}
-	if out := sb.vsctl("--no-wait", "list", "Mirror"); strings.TrimSpace(out) != "" {
+	if out := sb.Vsctl(t, "--no-wait", "list", "Mirror"); strings.TrimSpace(out) != "" {
 		t.Fatalf("a refused flow mirror left a Mirror row:\n%s", out)
 	}
 }
@@ -325,25 +325,25 @@ func strconvHex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
 // vhost-user server) is the spray stage's business.
 func TestIntegrationDPDKSprayPortRow(t *testing.T) {
 	sb := newSandbox(t)
-	sb.stopVSwitchd()
-	sb.vsctl("--no-wait", "set", "Open_vSwitch", ".", "dpdk_initialized=true")
+	sb.StopVSwitchd(t)
+	sb.Vsctl(t, "--no-wait", "set", "Open_vSwitch", ".", "dpdk_initialized=true")
 	c := sandboxController(t, sb, nil)
 	status, res, err := c.EnsureSprayPort(context.Background(), sb.bridge)
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := DefaultSprayPortName(sb.bridge)
-	wantPath := sb.path("vhost") + "/" + name + ".sock"
+	wantPath := sb.Path("vhost") + "/" + name + ".sock"
 	if res.Change != Created || status.Type != "dpdkvhostuserclient" || status.VhostServerPath != wantPath {
 		t.Fatalf("EnsureSprayPort = %+v %+v, want dpdkvhostuserclient at %s", status, res, wantPath)
 	}
-	if got := strings.TrimSpace(sb.vsctl("--no-wait", "get", "Interface", name, "type")); got != "dpdkvhostuserclient" {
+	if got := strings.TrimSpace(sb.Vsctl(t, "--no-wait", "get", "Interface", name, "type")); got != "dpdkvhostuserclient" {
 		t.Fatalf("Interface type in OVSDB = %s", got)
 	}
-	if got := strings.Trim(strings.TrimSpace(sb.vsctl("--no-wait", "get", "Interface", name, "options:vhost-server-path")), `"`); got != wantPath {
+	if got := strings.Trim(strings.TrimSpace(sb.Vsctl(t, "--no-wait", "get", "Interface", name, "options:vhost-server-path")), `"`); got != wantPath {
 		t.Fatalf("vhost-server-path in OVSDB = %s, want %s", got, wantPath)
 	}
-	if fi, err := os.Stat(sb.path("vhost")); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(sb.Path("vhost")); err != nil || !fi.IsDir() {
 		t.Fatalf("vhost socket directory not created: %v", err)
 	}
 	// A mirror then outputs to it in the same way as to a tap.

@@ -74,7 +74,10 @@ start() {
 		ip -n "$netns" link set lo up
 		exec_in=(ip netns exec "$netns")
 	fi
-	"${exec_in[@]}" "$bin" "unix:$dir/db.sock" --pidfile="$dir/ovs-vswitchd.pid" --unixctl="$dir/ovs-vswitchd.ctl" \
+	echo "$bin" >"$dir/vswitchd-bin" # for restarting it (pkg/ovstest StartVSwitchd)
+	# The control socket is the default $dir/ovs-vswitchd.<pid>.ctl, so that
+	# `OVS_RUNDIR=$dir ovs-appctl -t ovs-vswitchd` (the controller's revalidator/purge) finds it.
+	"${exec_in[@]}" "$bin" "unix:$dir/db.sock" --pidfile="$dir/ovs-vswitchd.pid" \
 		--log-file="$dir/ovs-vswitchd.log" -vconsole:emer --detach --no-chdir
 	if ((dpdk)); then
 		for _ in $(seq 1 120); do
@@ -114,8 +117,10 @@ stop() {
 		mapfile -t taps < <(timeout 10 ovs-vsctl --db="unix:$dir/db.sock" --timeout=5 --bare --columns=name \
 			find interface type=internal 2>/dev/null | grep -v '^$' || true)
 	fi
-	if [[ -S $dir/ovs-vswitchd.ctl ]]; then
-		timeout 10 ovs-appctl -t "$dir/ovs-vswitchd.ctl" exit --cleanup >/dev/null 2>&1 || true
+	local ctl=$dir/ovs-vswitchd.ctl # before the default control socket was used
+	[[ -f $dir/ovs-vswitchd.pid ]] && [[ ! -S $ctl ]] && ctl=$dir/ovs-vswitchd.$(cat "$dir/ovs-vswitchd.pid" 2>/dev/null).ctl
+	if [[ -S $ctl ]]; then
+		timeout 10 ovs-appctl -t "$ctl" exit --cleanup >/dev/null 2>&1 || true
 	fi
 	kill_pidfile "$dir/ovs-vswitchd.pid"
 	kill_pidfile "$dir/ovsdb-server.pid"
@@ -140,7 +145,7 @@ stop() {
 			rm -rf "/var/run/dpdk/$prefix"
 		fi
 	fi
-	rm -f "$dir"/*.sock "$dir"/*.ctl "$dir"/*.pid
+	rm -f "$dir"/*.sock "$dir"/*.ctl "$dir"/*.pid "$dir/vswitchd-bin"
 }
 
 case $cmd in

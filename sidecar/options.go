@@ -12,6 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/confluo-go/confluo/pkg/logstore"
+	"github.com/confluo-go/confluo/pkg/multilog"
 	"github.com/confluo-go/confluo/pkg/wire"
 )
 
@@ -84,6 +86,56 @@ type StoreOptions struct {
 	Bucket time.Duration `yaml:"bucket"`
 	// Indexes lists columns indexed at start. Default none.
 	Indexes []string `yaml:"indexes"`
+
+	// Dir is the directory the packet multilog persists to (multilog.Open; format in
+	// docs/format.md). A sidecar restarted on the same directory serves the earlier data, its
+	// indexes, filters, aggregates and triggers. Default "": in memory only, nothing survives a
+	// restart.
+	Dir string `yaml:"dir"`
+	// Mode is in_memory, durable (an ingest batch is on disk before the next one starts) or
+	// durable_relaxed (synced every sync_interval; a crash loses at most that). Default
+	// durable_relaxed with a dir, in_memory without; durable modes need a dir.
+	Mode string `yaml:"mode"`
+	// SyncInterval is how often durable_relaxed syncs. Default 50ms.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// ArchiveAfter: sealed segments whose newest packet is older than this are compressed on
+	// disk and leave memory (queries read them transparently). Default 0: not by age. Needs dir.
+	ArchiveAfter time.Duration `yaml:"archive_after"`
+	// RetentionAge: data older than this is deleted, whole segments at a time (counted).
+	// Default 0: kept forever. Needs dir.
+	RetentionAge time.Duration `yaml:"retention_age"`
+	// MaxDiskBytes bounds the store's files; the oldest data is deleted to stay under it
+	// (counted). Default 0: unbounded. Needs dir.
+	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
+	// MaxMemoryBytes bounds the packet data held in memory (plus one active segment per ring
+	// and a small read cache); older data is archived to disk. Default 0: unbounded. Needs dir.
+	MaxMemoryBytes int64 `yaml:"max_memory_bytes"`
+}
+
+// persistence returns the multilog persistence for the options, or nil for in memory.
+func (o StoreOptions) persistence() (*multilog.Persistence, error) {
+	mode, err := o.mode()
+	if err != nil || mode == logstore.InMemory {
+		return nil, err
+	}
+	return &multilog.Persistence{Dir: o.Dir, Mode: mode, Store: logstore.Options{
+		SyncInterval:   o.SyncInterval,
+		ArchiveAge:     o.ArchiveAfter,
+		RetentionAge:   o.RetentionAge,
+		MaxDiskBytes:   o.MaxDiskBytes,
+		MaxMemoryBytes: o.MaxMemoryBytes,
+	}}, nil
+}
+
+// mode parses Mode with its default.
+func (o StoreOptions) mode() (logstore.Mode, error) {
+	if o.Mode == "" {
+		if o.Dir == "" {
+			return logstore.InMemory, nil
+		}
+		return logstore.DurableRelaxed, nil
+	}
+	return logstore.ParseMode(o.Mode)
 }
 
 // NATSOptions configure the NATS connection. With no URLs an embedded nats-server is started.
@@ -297,6 +349,43 @@ func (o *Options) Validate() error {
 	}
 	if o.Store.Bucket <= 0 {
 		bad("store.bucket", "%v is not positive", o.Store.Bucket)
+	}
+	st := o.Store
+	mode, err := st.mode()
+	switch {
+	case err != nil:
+		bad("store.mode", "%q is not in_memory, durable or durable_relaxed", st.Mode)
+	case mode == logstore.InMemory && st.Dir != "":
+		bad("store.mode", "in_memory keeps nothing on disk, but store.dir is set")
+	case mode != logstore.InMemory && st.Dir == "":
+		bad("store.dir", "mode %s needs a directory", strings.ToLower(mode.String()))
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"store.sync_interval", st.SyncInterval}, {"store.archive_after", st.ArchiveAfter}, {"store.retention_age", st.RetentionAge}} {
+		if d.v < 0 {
+			bad(d.field, "%v is negative", d.v)
+		}
+	}
+	for _, b := range []struct {
+		field string
+		v     int64
+	}{{"store.max_disk_bytes", st.MaxDiskBytes}, {"store.max_memory_bytes", st.MaxMemoryBytes}} {
+		if b.v < 0 {
+			bad(b.field, "%d is negative", b.v)
+		}
+	}
+	if st.Dir == "" {
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{{"store.archive_after", st.ArchiveAfter != 0}, {"store.retention_age", st.RetentionAge != 0},
+			{"store.max_disk_bytes", st.MaxDiskBytes != 0}, {"store.max_memory_bytes", st.MaxMemoryBytes != 0}} {
+			if f.set {
+				bad(f.field, "needs store.dir (the in-memory store has no disk to archive to or delete from)")
+			}
+		}
 	}
 	n := o.NATS
 	for i, u := range n.URLs {

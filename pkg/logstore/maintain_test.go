@@ -3,8 +3,10 @@ package logstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -179,7 +181,9 @@ func TestCrashBetweenArchiveAndRemove(t *testing.T) {
 func TestRetentionByAge(t *testing.T) {
 	dir := t.TempDir()
 	clock := &fakeClock{now: atSeq(0)}
-	st := openT(t, dir, Options{Mode: Durable, Shards: 2, SegmentBytes: smallSegments, MaintainInterval: -1, RetentionAge: time.Second, Now: clock.Now})
+	var deleted []string // OnDelete calls, in order
+	onDelete := func(shard int, first uint64) { deleted = append(deleted, fmt.Sprintf("%d/%d", shard, first)) }
+	st := openT(t, dir, Options{Mode: Durable, Shards: 2, SegmentBytes: smallSegments, MaintainInterval: -1, RetentionAge: time.Second, Now: clock.Now, OnDelete: onDelete})
 	rs := st.Schema().RecordSize
 	for shard := 0; shard < 2; shard++ {
 		if _, err := st.Shard(shard).Append(makeBatch(rs, shard, 0, 260)); err != nil {
@@ -195,6 +199,9 @@ func TestRetentionByAge(t *testing.T) {
 	}
 	if res.DeletedByAge != 4 || res.RecordsDeleted != 200 {
 		t.Fatalf("maintain %+v, want 4 segments / 200 records deleted", res)
+	}
+	if want := []string{"0/0", "0/50", "1/0", "1/50"}; !slices.Equal(deleted, want) {
+		t.Fatalf("OnDelete calls %v, want %v", deleted, want)
 	}
 	if s := st.Stats(); s.DeletedByAge != 4 || s.RecordsDeleted != 200 || s.BytesDeleted != 200*int64(rs) || s.Records != 2*160 {
 		t.Fatalf("stats %+v", s)

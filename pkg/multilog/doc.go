@@ -73,14 +73,26 @@
 // Results come in timestamp order (ties: lower shard, then sequence) from a k-way merge of
 // the shards.
 //
-// # Persistence (issue 4) fits here
+// # Persistence
 //
-// The segment is the unit of storage: a durable mode writes (and fsyncs) each batch's bytes to
-// the segment's file before the tail is stored (invariant 2 then also means "acknowledged
-// records are on disk"), recovery truncates to whole records, and archival compresses sealed
-// (full) segments with zstd and swaps the in-memory slab for a compressed one that readers
-// decompress on demand; the per-segment time bounds make retention by time a matter of
-// dropping whole segments from the front of the directory.
+// New keeps everything in memory; Open keeps the data log in a directory through package
+// logstore (format: docs/format.md). The segment is the unit of storage: a shard's segment
+// memory is the store's buffer, so records are written once; in Durable mode each batch is
+// fdatasync'ed before the tail is stored (invariant 2 then also means "acknowledged records
+// are on disk"), DurableRelaxed syncs every Store.SyncInterval. Reopening replays every shard
+// through the append path, so indexes, filters and aggregates are rebuilt, and restores the
+// definitions (kept in the manifest) and then the triggers. Sealed segments may be archived
+// (zstd) and released from memory (Store.ArchiveAge, Store.MaxMemoryBytes): reads go through
+// the store, with the same answers. Retention (Store.RetentionAge, Store.MaxDiskBytes) deletes
+// whole oldest segments; each shard then has a first kept sequence number
+// (logstore.ShardLog.FirstSeq) and every read path skips what lies below it: query scans and
+// cursors, index candidates and backfills, filter logs; Read of a deleted record fails with
+// ErrDeleted. Aggregates keep the partials computed at ingest, so an aggregate over a deleted
+// range still reports what was appended; derived-log entries of deleted records are not
+// reclaimed. A query that cannot read its records (a damaged archive, records recovery found
+// lost) stops and reports why in Rows.Err (ErrRead, ErrLost), naming the shard, segment and
+// file; it never returns zero-filled records. Stats().Persist counts deletions and read
+// failures.
 //
 // # Monitoring
 //
@@ -100,8 +112,8 @@
 //
 // # Status
 //
-// Issues 2 (store, indexes, queries) and 3 (filters, aggregates, triggers, alerts) are in
-// place. Persistence (issue 4) is not: the store is in memory, see above for where it goes.
+// Issues 2 (store, indexes, queries), 3 (filters, aggregates, triggers, alerts) and 4
+// (persistence: modes, recovery, archival, memory bound, retention) are in place.
 // Filters (FilterBackfill) and aggregates (AggregateBackfill: per-shard roll-ups over the
 // filter's matches below the aggregate's start, built off the append path) can be backfilled.
 //

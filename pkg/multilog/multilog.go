@@ -506,7 +506,8 @@ type Snapshot struct {
 // Version returns the snapshot's version.
 func (s *Snapshot) Version() Version { return s.v }
 
-// NumRecords is the number of records visible in the snapshot.
+// NumRecords is the number of records visible in the snapshot: every record appended up to its
+// version, including those retention has deleted since (see Persistence.Store). It only grows.
 func (s *Snapshot) NumRecords() uint64 { return s.v.NumRecords() }
 
 // Read returns the record named by ref. The bytes alias the log and must not be modified.

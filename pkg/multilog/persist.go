@@ -250,6 +250,10 @@ func (ml *MultiLog) replay(st *logstore.Store, ps *persistState) error {
 			if info.Records == 0 {
 				continue
 			}
+			if info.First > sh.next && sh.next%uint64(sh.segRecords) == 0 {
+				// Background retention deleted more since FirstSeq was read.
+				sh.skipDeleted(info.First)
+			}
 			for _, h := range info.Holes {
 				ps.lost[i] = append(ps.lost[i], lostRange{first: h.First, end: h.First + h.Count, err: lostError(rec.Damage, i, info.First, h)})
 			}

@@ -2,191 +2,50 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 	"github.com/confluo-go/confluo/sidecar"
 )
 
-const schemaPath = "/usr/share/openvswitch/vswitch.ovsschema"
-
-// sandbox is a private Open vSwitch: ovsdb-server and ovs-vswitchd with their own database and
-// sockets in a temp dir, ovs-vswitchd in a network namespace of its own (its userspace datapath
-// creates an "ovs-netdev" tap there), a netdev bridge and two namespaces a and b attached to it
-// through veth pairs. Every name starts with "cfsc" and a random suffix.
+// sandbox is a private Open vSwitch (pkg/ovstest: ovs-vswitchd in a network namespace of its
+// own, whose userspace datapath creates an "ovs-netdev" tap there), a netdev bridge and two
+// namespaces a and b attached to it through veth pairs. Every name starts with "cfsc" and a
+// random suffix.
 type sandbox struct {
-	t      *testing.T
-	dir    string
+	*ovstest.OVS
 	bridge string
-	swNS   string
 	ns     [2]string
 	ip     [2]string
-	mu     sync.Mutex
-	procs  []*exec.Cmd
 }
 
-func requirePrereqs(t *testing.T) {
+func newSandbox(t *testing.T, dpdk bool) *sandbox {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root (network namespaces, veth, AF_PACKET)")
+	prefix := "cfsc"
+	if dpdk {
+		prefix = "cfsd"
 	}
-	for _, bin := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl", "ovs-ofctl", "ip", "ping"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
+	ovstest.RequireOVS(t, "ping", "ethtool")
+	if dpdk {
+		ovstest.RequireHugepages(t, 512) // OVS-DPDK and the sidecar
 	}
-	if _, err := os.Stat(schemaPath); err != nil {
-		missing = append(missing, schemaPath)
-	}
-	if len(missing) > 0 {
-		t.Fatalf("sidecar end-to-end prerequisites missing: %s (Open vSwitch: scripts/setup.d; run as root)", strings.Join(missing, ", "))
-	}
-}
-
-func newSandbox(t *testing.T) *sandbox {
-	t.Helper()
-	requirePrereqs(t)
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	dir, err := os.MkdirTemp("", "cfsc-") // unix socket paths must stay short
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := &sandbox{t: t, dir: dir, bridge: "cfsc" + id, swNS: "cfsc" + id + "-sw",
-		ns: [2]string{"cfsc" + id + "-a", "cfsc" + id + "-b"},
-		ip: [2]string{fmt.Sprintf("10.%d.%d.1", 100+int(b[0])%100, b[1]), fmt.Sprintf("10.%d.%d.2", 100+int(b[0])%100, b[1])}}
-	t.Cleanup(sb.cleanup)
-	sb.must("ovsdb-tool", "create", sb.path("conf.db"), schemaPath)
-	sb.start("ovsdb-server", sb.path("conf.db"), "--remote=punix:"+sb.path("db.sock"),
-		"--unixctl="+sb.path("ovsdb-server.ctl"), "--pidfile="+sb.path("ovsdb-server.pid"),
-		"--log-file="+sb.path("ovsdb-server.log"), "-vconsole:off")
-	sb.waitFile(sb.path("db.sock"))
-	sb.vsctl("--no-wait", "init")
-	sb.must("ip", "netns", "add", sb.swNS)
-	sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", "lo", "up")
-	vs := sb.start("ip", "netns", "exec", sb.swNS, "ovs-vswitchd", sb.endpoint(),
-		"--pidfile="+sb.path("ovs-vswitchd.pid"), "--log-file="+sb.path("ovs-vswitchd.log"), "-vconsole:off")
-	sb.waitFile(sb.path(fmt.Sprintf("ovs-vswitchd.%d.ctl", vs.Process.Pid)))
-	sb.vsctl("--timeout=10", "add-br", sb.bridge, "--", "set", "Bridge", sb.bridge, "datapath_type=netdev")
+	id := ovstest.Unique(prefix)
+	sb := &sandbox{OVS: ovstest.Start(t, ovstest.Config{Prefix: prefix, DPDK: dpdk, PMDMask: map[bool]string{true: "0x2"}[dpdk]}),
+		bridge: id, ns: [2]string{id + "-a", id + "-b"}}
+	sb.ip[0], sb.ip[1] = ovstest.RandomAddrs(100, 100)
+	sb.Vsctl(t, "add-br", sb.bridge, "--", "set", "Bridge", sb.bridge, "datapath_type=netdev")
 	for i, side := range []string{"a", "b"} {
-		hostIf := sb.bridge + side
-		peer := hostIf + "p"
-		sb.must("ip", "netns", "add", sb.ns[i])
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peer)
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", peer, "netns", sb.ns[i])
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "addr", "add", sb.ip[i]+"/24", "dev", peer)
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "link", "set", peer, "up")
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "link", "set", "lo", "up")
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", hostIf, "up")
-		sb.vsctl("--timeout=10", "add-port", sb.bridge, hostIf)
+		sb.Attach(t, sb.bridge, sb.ns[i], sb.bridge+side, sb.ip[i]+"/24")
 	}
 	return sb
-}
-
-func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
-func (sb *sandbox) endpoint() string        { return "unix:" + sb.path("db.sock") }
-
-func (sb *sandbox) env() []string {
-	return append(os.Environ(), "OVS_RUNDIR="+sb.dir, "OVS_DBDIR="+sb.dir, "OVS_LOGDIR="+sb.dir, "OVS_SYSCONFDIR="+sb.dir)
-}
-
-func (sb *sandbox) run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = sb.env()
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func (sb *sandbox) must(name string, args ...string) string {
-	sb.t.Helper()
-	out, err := sb.run(name, args...)
-	if err != nil {
-		sb.t.Fatal(err)
-	}
-	return out
-}
-
-func (sb *sandbox) vsctl(args ...string) string {
-	sb.t.Helper()
-	return sb.must("ovs-vsctl", append([]string{"--db=" + sb.endpoint()}, args...)...)
-}
-
-func (sb *sandbox) start(name string, args ...string) *exec.Cmd {
-	sb.t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = sb.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		sb.t.Fatalf("start %s: %v", name, err)
-	}
-	sb.mu.Lock()
-	sb.procs = append(sb.procs, cmd)
-	sb.mu.Unlock()
-	go func() { _ = cmd.Wait() }()
-	return cmd
-}
-
-func (sb *sandbox) waitFile(path string) {
-	sb.t.Helper()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if i > 1000 {
-			sb.t.Fatalf("%s did not appear", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (sb *sandbox) cleanup() {
-	sb.mu.Lock()
-	procs := sb.procs
-	sb.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		if p := procs[i].Process; p != nil {
-			_ = p.Signal(syscall.SIGTERM)
-			for j := 0; j < 500 && syscall.Kill(p.Pid, 0) == nil; j++ {
-				time.Sleep(10 * time.Millisecond)
-			}
-			_ = p.Kill()
-		}
-	}
-	for _, ns := range []string{sb.ns[0], sb.ns[1], sb.swNS} {
-		_, _ = sb.run("ip", "netns", "del", ns)
-	}
-	if sb.t.Failed() {
-		for _, f := range []string{"ovs-vswitchd.log", "ovsdb-server.log"} {
-			b, _ := os.ReadFile(sb.path(f))
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			sb.t.Logf("--- tail of %s:\n%s", f, b)
-		}
-	}
-	_ = os.RemoveAll(sb.dir)
 }
 
 func request[T any](t *testing.T, nc *nats.Conn, host string, cmd wire.Command, req any) T {
@@ -215,7 +74,7 @@ func request[T any](t *testing.T, nc *nats.Conn, host string, cmd wire.Command, 
 // with AF_PACKET, real pings cross the bridge between two namespaces, a trigger fires, a NATS
 // subscriber receives the alert, and a query over NATS returns exactly the pings sent.
 func TestAFPacketMirror(t *testing.T) {
-	sb := newSandbox(t)
+	sb := newSandbox(t, false)
 	const pings, size = 40, 333
 	frameLen := size + 8 + 20 + 14 // ICMP + IPv4 + Ethernet
 	o := sidecar.DefaultOptions()
@@ -224,8 +83,8 @@ func TestAFPacketMirror(t *testing.T) {
 	o.HTTP.Listen = "127.0.0.1:0"
 	o.HeartbeatInterval = 0
 	o.Capture.Source, o.Capture.Rings = "afpacket", 2
-	o.Mirror = sidecar.MirrorOptions{Enabled: true, DB: sb.endpoint(), OVSRunDir: sb.dir,
-		VSwitchdNetNS: "/run/netns/" + sb.swNS, Bridge: sb.bridge, Name: "cfsc-e2e", SelectAll: true, RemoveOnExit: true}
+	o.Mirror = sidecar.MirrorOptions{Enabled: true, DB: sb.Endpoint(), OVSRunDir: sb.Dir,
+		VSwitchdNetNS: sb.NSPath(), Bridge: sb.bridge, Name: "cfsc-e2e", SelectAll: true, RemoveOnExit: true}
 	match := fmt.Sprintf("ip_proto == icmp && icmp_type == 8 && src_ip == %s && dst_ip == %s && frame_len == %d", sb.ip[0], sb.ip[1], frameLen)
 	o.Filters = []wire.FilterSpec{{Name: "pings", Expr: match}}
 	o.Aggregates = []wire.AggregateSpec{{Name: "ping_count", Filter: "pings", Func: "COUNT(*)"}}
@@ -255,7 +114,7 @@ func TestAFPacketMirror(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if out := sb.vsctl("--columns=name", "list", "Mirror"); !strings.Contains(out, "cfsc-e2e") {
+	if out := sb.Vsctl(t, "--columns=name", "list", "Mirror"); !strings.Contains(out, "cfsc-e2e") {
 		t.Fatalf("the sidecar did not create its mirror: %s", out)
 	}
 
@@ -273,7 +132,7 @@ func TestAFPacketMirror(t *testing.T) {
 	// Warm up until mirrored ICMP reaches the store (ARP, the mirror's first flows).
 	warm := fmt.Sprintf("ip_proto == icmp && src_ip == %s", sb.ip[0])
 	for i := 0; ; i++ {
-		sb.must("ip", "netns", "exec", sb.ns[0], "ping", "-c", "1", "-W", "1", sb.ip[1])
+		sb.Run(t, "ip", "netns", "exec", sb.ns[0], "ping", "-c", "1", "-W", "1", sb.ip[1])
 		agg := request[wire.AggregateReply](t, nc, o.Host, wire.CmdAggregate, wire.AggregateRequest{Func: "COUNT(*)", Expr: warm})
 		if agg.Count > 0 {
 			break
@@ -284,7 +143,7 @@ func TestAFPacketMirror(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	out, _ := sb.run("ip", "netns", "exec", sb.ns[0], "ping", "-c", fmt.Sprint(pings), "-i", "0.02", "-s", fmt.Sprint(size), sb.ip[1])
+	out, _ := sb.RunErr("ip", "netns", "exec", sb.ns[0], "ping", "-c", fmt.Sprint(pings), "-i", "0.02", "-s", fmt.Sprint(size), sb.ip[1])
 	answered := pingReplies(t, out)
 
 	// The trigger fires at least once (40 pings in 0.8 s: one 1 s window holds at least half).
@@ -344,7 +203,7 @@ func TestAFPacketMirror(t *testing.T) {
 
 	// Graceful shutdown removes the mirror the sidecar created.
 	stop()
-	if out := sb.vsctl("--columns=name", "list", "Mirror"); strings.Contains(out, "cfsc-e2e") {
+	if out := sb.Vsctl(t, "--columns=name", "list", "Mirror"); strings.Contains(out, "cfsc-e2e") {
 		t.Fatalf("mirror left behind after shutdown: %s", out)
 	}
 }

@@ -5,20 +5,13 @@
 // traffic from a to b, and snapshots taken by a coordinator while it flows. Every packet whose
 // receive record is inside a cut must have its send record inside the cut.
 //
-// Needs root, Open vSwitch (scripts/setup.d installs it), ip and bash; fails loudly otherwise.
+// Needs root, Open vSwitch (scripts/setup.d installs it), ip, ethtool and bash; pkg/ovstest fails
+// the test loudly, naming what is missing.
 package netns
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,187 +20,43 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/confluo-go/confluo/coordinator"
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 	"github.com/confluo-go/confluo/sidecar"
 )
 
-const schemaPath = "/usr/share/openvswitch/vswitch.ovsschema"
-
+// sandbox is a private Open vSwitch (pkg/ovstest, ovs-vswitchd in a namespace of its own) with
+// bridges x and y joined by a veth pair, namespace a on x and namespace b on y. Every name
+// starts with "cfco" and a random suffix.
 type sandbox struct {
-	t      *testing.T
-	dir    string
+	*ovstest.OVS
 	bridge string    // name prefix
 	br     [2]string // bridges x (namespace a) and y (namespace b)
-	swNS   string
 	ns     [2]string
 	ip     [2]string
-	mu     sync.Mutex
-	procs  []*exec.Cmd
-}
-
-func requirePrereqs(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root (network namespaces, veth, AF_PACKET)")
-	}
-	for _, bin := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ip", "bash"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if _, err := os.Stat(schemaPath); err != nil {
-		missing = append(missing, schemaPath)
-	}
-	if len(missing) > 0 {
-		t.Fatalf("atomic-cut end-to-end prerequisites missing: %s (Open vSwitch: scripts/setup.d; run as root)", strings.Join(missing, ", "))
-	}
 }
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
-	requirePrereqs(t)
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	dir, err := os.MkdirTemp("", "cfco-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := &sandbox{t: t, dir: dir, bridge: "cfco" + id, swNS: "cfco" + id + "-sw",
-		ns: [2]string{"cfco" + id + "-a", "cfco" + id + "-b"},
-		ip: [2]string{fmt.Sprintf("10.%d.%d.1", 200+int(b[0])%50, b[1]), fmt.Sprintf("10.%d.%d.2", 200+int(b[0])%50, b[1])}}
-	t.Cleanup(sb.cleanup)
-	sb.must("ovsdb-tool", "create", sb.path("conf.db"), schemaPath)
-	sb.start("ovsdb-server", sb.path("conf.db"), "--remote=punix:"+sb.path("db.sock"),
-		"--unixctl="+sb.path("ovsdb-server.ctl"), "--pidfile="+sb.path("ovsdb-server.pid"),
-		"--log-file="+sb.path("ovsdb-server.log"), "-vconsole:off")
-	sb.waitFile(sb.path("db.sock"))
-	sb.vsctl("--no-wait", "init")
-	sb.must("ip", "netns", "add", sb.swNS)
-	sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", "lo", "up")
-	vs := sb.start("ip", "netns", "exec", sb.swNS, "ovs-vswitchd", sb.endpoint(),
-		"--pidfile="+sb.path("ovs-vswitchd.pid"), "--log-file="+sb.path("ovs-vswitchd.log"), "-vconsole:off")
-	sb.waitFile(sb.path(fmt.Sprintf("ovs-vswitchd.%d.ctl", vs.Process.Pid)))
-	sb.br = [2]string{sb.bridge + "x", sb.bridge + "y"}
+	ovstest.RequireOVS(t, "ethtool")
+	id := ovstest.Unique("cfco")
+	sb := &sandbox{OVS: ovstest.Start(t, ovstest.Config{Prefix: "cfco"}), bridge: id,
+		br: [2]string{id + "x", id + "y"}, ns: [2]string{id + "-a", id + "-b"}}
+	sb.ip[0], sb.ip[1] = ovstest.RandomAddrs(200, 50)
 	for _, br := range sb.br {
-		sb.vsctl("--timeout=10", "add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+		sb.Vsctl(t, "add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
 	}
-	// The link between the bridges.
-	sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "add", sb.br[0]+"l", "type", "veth", "peer", "name", sb.br[1]+"l")
-	for _, br := range sb.br {
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", br+"l", "up")
-		sb.vsctl("--timeout=10", "add-port", br, br+"l")
-	}
+	sb.Link(t, sb.br[0], sb.br[0]+"l", sb.br[1], sb.br[1]+"l") // the link between the bridges
 	for i, side := range []string{"a", "b"} {
-		hostIf := sb.br[i] + side
-		peer := hostIf + "p"
-		sb.must("ip", "netns", "add", sb.ns[i])
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peer)
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", peer, "netns", sb.ns[i])
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "addr", "add", sb.ip[i]+"/24", "dev", peer)
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "link", "set", peer, "up")
-		sb.must("ip", "netns", "exec", sb.ns[i], "ip", "link", "set", "lo", "up")
-		sb.must("ip", "netns", "exec", sb.swNS, "ip", "link", "set", hostIf, "up")
-		sb.vsctl("--timeout=10", "add-port", sb.br[i], hostIf)
+		sb.Attach(t, sb.br[i], sb.ns[i], sb.br[i]+side, sb.ip[i]+"/24")
 	}
 	return sb
-}
-
-func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
-func (sb *sandbox) endpoint() string        { return "unix:" + sb.path("db.sock") }
-
-func (sb *sandbox) env() []string {
-	return append(os.Environ(), "OVS_RUNDIR="+sb.dir, "OVS_DBDIR="+sb.dir, "OVS_LOGDIR="+sb.dir, "OVS_SYSCONFDIR="+sb.dir)
-}
-
-func (sb *sandbox) run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = sb.env()
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func (sb *sandbox) must(name string, args ...string) string {
-	sb.t.Helper()
-	out, err := sb.run(name, args...)
-	if err != nil {
-		sb.t.Fatal(err)
-	}
-	return out
-}
-
-func (sb *sandbox) vsctl(args ...string) string {
-	sb.t.Helper()
-	return sb.must("ovs-vsctl", append([]string{"--db=" + sb.endpoint()}, args...)...)
-}
-
-func (sb *sandbox) start(name string, args ...string) *exec.Cmd {
-	sb.t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = sb.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		sb.t.Fatalf("start %s: %v", name, err)
-	}
-	sb.mu.Lock()
-	sb.procs = append(sb.procs, cmd)
-	sb.mu.Unlock()
-	go func() { _ = cmd.Wait() }()
-	return cmd
-}
-
-func (sb *sandbox) waitFile(path string) {
-	sb.t.Helper()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if i > 1000 {
-			sb.t.Fatalf("%s did not appear", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (sb *sandbox) cleanup() {
-	sb.mu.Lock()
-	procs := sb.procs
-	sb.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		if p := procs[i].Process; p != nil {
-			_ = p.Signal(syscall.SIGTERM)
-			for j := 0; j < 500 && syscall.Kill(p.Pid, 0) == nil; j++ {
-				time.Sleep(10 * time.Millisecond)
-			}
-			_ = p.Kill()
-		}
-	}
-	for _, ns := range []string{sb.ns[0], sb.ns[1], sb.swNS} {
-		_, _ = sb.run("ip", "netns", "del", ns)
-	}
-	if sb.t.Failed() {
-		for _, f := range []string{"ovs-vswitchd.log", "ovsdb-server.log"} {
-			b, _ := os.ReadFile(sb.path(f))
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			sb.t.Logf("--- tail of %s:\n%s", f, b)
-		}
-	}
-	_ = os.RemoveAll(sb.dir)
 }
 
 // sendUDP sends one datagram per destination port in [first, first+n) from namespace a to b.
 func (sb *sandbox) sendUDP(first, n int, gap string) error {
 	script := fmt.Sprintf("for p in $(seq %d %d); do echo x > /dev/udp/%s/$p 2>/dev/null; sleep %s; done", first, first+n-1, sb.ip[1], gap)
-	_, err := sb.run("ip", "netns", "exec", sb.ns[0], "bash", "-c", script)
+	_, err := sb.RunErr("ip", "netns", "exec", sb.ns[0], "bash", "-c", script)
 	return err
 }
 
@@ -220,7 +69,7 @@ func startSidecar(t *testing.T, sb *sandbox, url, host, bridge, mirror string, s
 	o.HeartbeatInterval = 100 * time.Millisecond
 	o.Fleet.ConfigWatch = false
 	o.Capture.Source, o.Capture.Rings = "afpacket", 2
-	o.Mirror = sidecar.MirrorOptions{Enabled: true, DB: sb.endpoint(), OVSRunDir: sb.dir, VSwitchdNetNS: "/run/netns/" + sb.swNS,
+	o.Mirror = sidecar.MirrorOptions{Enabled: true, DB: sb.Endpoint(), OVSRunDir: sb.Dir, VSwitchdNetNS: sb.NSPath(),
 		Bridge: bridge, Name: mirror, SrcPorts: src, DstPorts: dst, RemoveOnExit: true}
 	s, err := sidecar.New(o, nil, prometheus.NewRegistry())
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/packet"
 	"github.com/confluo-go/confluo/pkg/spray"
-	"github.com/confluo-go/confluo/pkg/spray/internal/ovstest"
 	"github.com/confluo-go/confluo/pkg/spray/internal/testframes"
 )
 

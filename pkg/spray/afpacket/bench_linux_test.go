@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/spray"
-	"github.com/confluo-go/confluo/pkg/spray/internal/ovstest"
 )
 
 // BenchmarkOVSMirrorTap sweeps UDP traffic with 64-byte payloads over 8 flows between two

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/spray"
-	"github.com/confluo-go/confluo/pkg/spray/internal/ovstest"
 )
 
 // TestOVSMirrorTapE2E: two namespaces joined through a private OVS userspace bridge
@@ -19,7 +19,7 @@ import (
 // traffic. Records seen must equal the packets OVS reports it sent on the mirror port.
 func TestOVSMirrorTapE2E(t *testing.T) {
 	ovstest.Require(t, "ip", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "iperf3", "ethtool", "ping", "sysctl")
-	o := ovstest.StartOVS(t, false, "")
+	o := ovstest.Start(t, ovstest.Config{Prefix: "spra"})
 	br := ovstest.Name("sprbra")
 	o.AddBridge(t, br)
 	ns1 := ovstest.Name("spra1n")
@@ -53,40 +53,19 @@ func TestOVSMirrorTapE2E(t *testing.T) {
 	var wg sync.WaitGroup
 	var runErr error
 	wg.Go(func() { runErr = s.Run(ctx) })
-	var seen atomic.Uint64
-	var perRing [2]atomic.Uint64
 	var maxCap atomic.Int64
 	stopDrain := make(chan struct{})
-	for r := range 2 {
-		wg.Go(func() {
-			rg := s.Ring(r)
-			for {
-				p := rg.Peek(256)
-				if len(p) == 0 {
-					select {
-					case <-stopDrain:
-						return
-					case <-time.After(200 * time.Microsecond):
-					}
-					continue
-				}
-				for i := 0; i < len(p); i += rg.RecordSize() {
-					capLen := int64(p[i+12]) | int64(p[i+13])<<8
-					if capLen > maxCap.Load() {
-						maxCap.Store(capLen)
-					}
-				}
-				k := len(p) / rg.RecordSize()
-				seen.Add(uint64(k))
-				perRing[r].Add(uint64(k))
-				rg.Release(k)
-			}
-		})
-	}
+	drained := ovstest.Collect(s, stopDrain, func(rec []byte) {
+		if capLen := int64(rec[12]) | int64(rec[13])<<8; capLen > maxCap.Load() {
+			maxCap.Store(capLen)
+		}
+	})
+	seen, perRing := &drained.Seen, drained.PerRing
 	defer func() {
 		cancel()
 		close(stopDrain)
 		wg.Wait()
+		drained.Wait()
 		if runErr != nil {
 			t.Errorf("spray Run: %v", runErr)
 		}

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/spray"
 	"github.com/confluo-go/confluo/pkg/spray/dpdk"
-	"github.com/confluo-go/confluo/pkg/spray/internal/ovstest"
 )
 
 var ealPrefix = ovstest.Name("sprd")
@@ -43,23 +43,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireHugepages(t *testing.T) {
-	t.Helper()
-	b, err := os.ReadFile("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-	if err != nil {
-		t.Fatalf("no 2 MB hugepage support: %v (run scripts/setup.d/30-dpdk.sh)", err)
-	}
-	var free int
-	for _, c := range string(b) {
-		if c >= '0' && c <= '9' {
-			free = free*10 + int(c-'0')
-		}
-	}
-	if free < 512 {
-		t.Fatalf("only %d free 2 MB hugepages; OVS-DPDK and the spray need >= 512 (run scripts/setup.d/30-dpdk.sh)", free)
-	}
-}
-
 func TestOptionsValidate(t *testing.T) {
 	for name, o := range map[string]dpdk.Options{
 		"no socket": {},
@@ -78,7 +61,7 @@ func TestOptionsValidate(t *testing.T) {
 // ErrNotConnected, removes its socket and leaves the EAL usable.
 func TestOpenWithoutClient(t *testing.T) {
 	ovstest.Require(t)
-	requireHugepages(t)
+	ovstest.RequireHugepages(t, 512)
 	dir, err := os.MkdirTemp("/tmp", "sprd")
 	if err != nil {
 		t.Fatal(err)
@@ -102,11 +85,11 @@ func TestOpenWithoutClient(t *testing.T) {
 // spray. Records seen must equal what OVS reports it sent on the mirror port.
 func TestVhostUserMirrorE2E(t *testing.T) {
 	ovstest.Require(t, "ip", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server", "ovsdb-tool", "iperf3", "ethtool", "ping")
-	requireHugepages(t)
+	ovstest.RequireHugepages(t, 512)
 	if _, err := os.Stat("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"); err != nil {
 		t.Fatalf("OVS-DPDK missing: %v (apt-get install openvswitch-switch-dpdk; scripts/setup.d/30-dpdk.sh)", err)
 	}
-	o := ovstest.StartOVS(t, true, "0x2")
+	o := ovstest.Start(t, ovstest.Config{Prefix: "sprdo", DPDK: true, PMDMask: "0x2"})
 	br := ovstest.Name("sprbrd")
 	o.AddBridge(t, br)
 	ns1 := ovstest.Name("sprd1n")
@@ -146,40 +129,19 @@ func TestVhostUserMirrorE2E(t *testing.T) {
 	var wg sync.WaitGroup
 	var runErr error
 	wg.Go(func() { runErr = s.Run(ctx) })
-	var seen atomic.Uint64
-	var perRing [2]atomic.Uint64
 	var maxCap atomic.Int64
 	stopDrain := make(chan struct{})
-	for r := range 2 {
-		wg.Go(func() {
-			rg := s.Ring(r)
-			for {
-				p := rg.Peek(256)
-				if len(p) == 0 {
-					select {
-					case <-stopDrain:
-						return
-					case <-time.After(200 * time.Microsecond):
-					}
-					continue
-				}
-				for i := 0; i < len(p); i += rg.RecordSize() {
-					capLen := int64(p[i+12]) | int64(p[i+13])<<8
-					if capLen > maxCap.Load() {
-						maxCap.Store(capLen)
-					}
-				}
-				k := len(p) / rg.RecordSize()
-				seen.Add(uint64(k))
-				perRing[r].Add(uint64(k))
-				rg.Release(k)
-			}
-		})
-	}
+	drained := ovstest.Collect(s, stopDrain, func(rec []byte) {
+		if capLen := int64(rec[12]) | int64(rec[13])<<8; capLen > maxCap.Load() {
+			maxCap.Store(capLen)
+		}
+	})
+	seen, perRing := &drained.Seen, drained.PerRing
 	defer func() {
 		cancel()
 		close(stopDrain)
 		wg.Wait()
+		drained.Wait()
 		if runErr != nil {
 			t.Errorf("spray Run: %v", runErr)
 		}

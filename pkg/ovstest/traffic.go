@@ -1,14 +1,8 @@
-// Package ovstest starts the real components the spray's end-to-end tests need: a private Open
-// vSwitch instance (scripts/ovs-dpdk.sh), network namespaces and veth pairs. Every name carries
-// the caller's prefix (spr...) so concurrent suites do not collide, and everything is removed in
-// t.Cleanup. Missing prerequisites fail the test loudly, naming what is missing.
 package ovstest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -21,129 +15,6 @@ import (
 
 	"github.com/confluo-go/confluo/pkg/spray"
 )
-
-// Require fails the test unless it runs as root with the named tools on PATH.
-func Require(t testing.TB, tools ...string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("end-to-end test needs root (CAP_NET_ADMIN, hugepages); run it as root like CI does")
-	}
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("end-to-end test prerequisites missing: %s (run scripts/setup.d/30-dpdk.sh as root)", strings.Join(missing, ", "))
-	}
-}
-
-// Run runs a command and returns its combined output, failing the test on error.
-func Run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := RunErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// RunErr runs a command with a 60 s limit and returns its combined output and error.
-func RunErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var buf bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
-	return buf.String(), err
-}
-
-// RepoRoot returns the module root (the directory holding go.mod).
-func RepoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// OVS is a private OVS instance. Its ovs-vswitchd runs in network namespace NS, so its
-// userspace datapath device ("ovs-netdev"), bridges and internal ports cannot collide with
-// another instance's.
-type OVS struct {
-	Dir    string
-	NS     string
-	script string
-}
-
-var ovsCount atomic.Int32
-
-// IP runs the ip command inside the instance's namespace.
-func (o *OVS) IP(t testing.TB, args ...string) string {
-	t.Helper()
-	return Run(t, "ip", append([]string{"-n", o.NS}, args...)...)
-}
-
-// Exec runs a command inside the instance's namespace.
-func (o *OVS) Exec(t testing.TB, args ...string) (string, error) {
-	return RunErr("ip", append([]string{"netns", "exec", o.NS}, args...)...)
-}
-
-// NSPath returns the path of the instance's namespace, for afpacket.Options.Namespace.
-func (o *OVS) NSPath() string { return "/var/run/netns/" + o.NS }
-
-// StartOVS starts a private OVS (the DPDK build with dpdk-init=true when dpdk is set, its PMD
-// thread on pmdMask) in a short temporary run directory; t.Cleanup stops it and removes its
-// hugepage files.
-func StartOVS(t testing.TB, dpdk bool, pmdMask string) *OVS {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "spr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &OVS{Dir: dir, NS: fmt.Sprintf("spro%d-%d", os.Getpid(), ovsCount.Add(1)),
-		script: filepath.Join(RepoRoot(t), "scripts", "ovs-dpdk.sh")}
-	RunErr("ip", "netns", "del", o.NS) // stale from a killed run
-	args := []string{o.script, "start", dir, "--netns", o.NS}
-	if dpdk {
-		args = append(args, "--dpdk")
-		if pmdMask != "" {
-			args = append(args, "--pmd-mask", pmdMask)
-		}
-	}
-	t.Cleanup(func() {
-		if out, err := RunErr("bash", o.script, "stop", dir); err != nil {
-			t.Errorf("stop OVS in %s: %v\n%s", dir, err, out)
-		}
-		if !t.Failed() {
-			os.RemoveAll(dir)
-		} else {
-			t.Logf("OVS logs kept in %s", dir)
-		}
-	})
-	if out, err := RunErr("bash", args...); err != nil {
-		t.Fatalf("start OVS (%s): %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return o
-}
-
-// Vsctl runs ovs-vsctl against the instance.
-func (o *OVS) Vsctl(t testing.TB, args ...string) string {
-	t.Helper()
-	return strings.TrimSpace(Run(t, "ovs-vsctl", append([]string{"--db=unix:" + o.Dir + "/db.sock", "--timeout=30"}, args...)...))
-}
 
 // AddBridge adds a userspace (datapath_type=netdev) bridge with the NORMAL action.
 func (o *OVS) AddBridge(t testing.TB, br string) {
@@ -191,9 +62,9 @@ func (o *OVS) PortTx(t testing.TB, br, port string) (sent, dropped uint64) {
 // Namespace creates a network namespace; t.Cleanup deletes it.
 func Namespace(t testing.TB, name string) string {
 	t.Helper()
-	RunErr("ip", "netns", "del", name) // stale from a killed run
+	_, _ = RunErr("ip", "netns", "del", name) // stale from a killed run
 	Run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { RunErr("ip", "netns", "del", name) })
+	t.Cleanup(func() { _, _ = RunErr("ip", "netns", "del", name) })
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	return "/var/run/netns/" + name
 }
@@ -243,6 +114,43 @@ func Traffic(t testing.TB, ns1, ns2, dst string, streams int, seconds int, rate 
 // Drain consumes every ring of s in place until stop is closed, counting what it saw; it stands
 // in for the writers. It returns when every drain goroutine has finished.
 func Drain(s *spray.Spray, seen *atomic.Uint64, stop <-chan struct{}) (wait func()) {
+	return drainRings(s, stop, 100*time.Microsecond, func(_ int, recs []byte, size int) {
+		seen.Add(uint64(len(recs) / size))
+	})
+}
+
+// Collected counts what Collect took off a spray's rings. Its counters are safe to read
+// while the drain runs.
+type Collected struct {
+	Seen    atomic.Uint64   // records taken off all rings
+	PerRing []atomic.Uint64 // records taken off each ring
+	wait    func()
+}
+
+// Wait returns when every drain goroutine has finished (after stop was closed).
+func (c *Collected) Wait() { c.wait() }
+
+// Collect consumes every ring of s in place until stop is closed, like Drain, counting the
+// records per ring and calling each (if not nil) for every record; each runs on the ring's
+// drain goroutine, so concurrently for different rings.
+func Collect(s *spray.Spray, stop <-chan struct{}, each func(rec []byte)) *Collected {
+	c := &Collected{PerRing: make([]atomic.Uint64, s.Rings())}
+	c.wait = drainRings(s, stop, 200*time.Microsecond, func(r int, recs []byte, size int) {
+		if each != nil {
+			for i := 0; i+size <= len(recs); i += size {
+				each(recs[i : i+size])
+			}
+		}
+		k := uint64(len(recs) / size)
+		c.Seen.Add(k)
+		c.PerRing[r].Add(k)
+	})
+	return c
+}
+
+// drainRings runs one goroutine per ring of s that hands batches of up to 256 records to fn
+// and releases them, sleeping idle when the ring is empty, until stop is closed.
+func drainRings(s *spray.Spray, stop <-chan struct{}, idle time.Duration, fn func(ring int, recs []byte, recordSize int)) (wait func()) {
 	var wg sync.WaitGroup
 	for r := range s.Rings() {
 		wg.Go(func() {
@@ -253,41 +161,16 @@ func Drain(s *spray.Spray, seen *atomic.Uint64, stop <-chan struct{}) (wait func
 					select {
 					case <-stop:
 						return
-					case <-time.After(100 * time.Microsecond):
+					case <-time.After(idle):
 					}
 					continue
 				}
-				k := len(p) / rg.RecordSize()
-				seen.Add(uint64(k))
-				rg.Release(k)
+				fn(r, p, rg.RecordSize())
+				rg.Release(len(p) / rg.RecordSize())
 			}
 		})
 	}
 	return wg.Wait
-}
-
-// Eventually polls cond every 50 ms until it holds or limit passes; it returns whether it held.
-// It waits for asynchronous counters to settle; it asserts nothing about speed.
-func Eventually(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Name returns prefix plus a per-process suffix, cut to the 15-byte interface name limit.
-func Name(prefix string) string {
-	n := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
-	if len(n) > 15 {
-		n = n[:15]
-	}
-	return n
 }
 
 // Topology is a private OVS with a userspace bridge joining two namespaces (10.X.1.1 and
@@ -303,15 +186,13 @@ type Topology struct {
 // NewTopology builds a Topology; names start with prefix (spr...), addresses use 10.<net>.1.0/24.
 func NewTopology(t testing.TB, dpdk bool, prefix string, net int) *Topology {
 	t.Helper()
-	o := StartOVS(t, dpdk, map[bool]string{true: "0x2"}[dpdk])
+	o := Start(t, Config{Prefix: prefix, DPDK: dpdk, PMDMask: map[bool]string{true: "0x2"}[dpdk]})
 	tp := &Topology{OVS: o, Bridge: Name(prefix + "br"), NS1: Name(prefix + "1n"), NS2: Name(prefix + "2n"),
 		Host1: Name(prefix + "1h"), Host2: Name(prefix + "2h"),
 		Addr1: fmt.Sprintf("10.%d.1.1", net), Addr2: fmt.Sprintf("10.%d.1.2", net)}
 	o.AddBridge(t, tp.Bridge)
-	Namespace(t, tp.NS1)
-	Namespace(t, tp.NS2)
-	Veth(t, o, tp.Bridge, tp.Host1, tp.NS1, "eth0", tp.Addr1+"/24")
-	Veth(t, o, tp.Bridge, tp.Host2, tp.NS2, "eth0", tp.Addr2+"/24")
+	o.Attach(t, tp.Bridge, tp.NS1, tp.Host1, tp.Addr1+"/24")
+	o.Attach(t, tp.Bridge, tp.NS2, tp.Host2, tp.Addr2+"/24")
 	return tp
 }
 
