@@ -2,6 +2,7 @@ package ovstest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -111,12 +112,29 @@ func Traffic(t testing.TB, ns1, ns2, dst string, streams int, seconds int, rate 
 	}
 }
 
-// Drain consumes every ring of s in place until stop is closed, counting what it saw; it stands
-// in for the writers. It returns when every drain goroutine has finished.
-func Drain(s *spray.Spray, seen *atomic.Uint64, stop <-chan struct{}) (wait func()) {
-	return drainRings(s, stop, 100*time.Microsecond, func(_ int, recs []byte, size int) {
-		seen.Add(uint64(len(recs) / size))
-	})
+// RunSpray builds a spray over src (rings rings of 1<<16 records), runs it and drains its
+// rings with Collect (each as there), standing in for the writers. stop cancels Run, stops the
+// drain, waits for both and fails the test if Run returned an error; defer it, and close src
+// after it.
+func RunSpray(t testing.TB, src spray.Source, rings int, each func(rec []byte)) (s *spray.Spray, c *Collected, stop func()) {
+	t.Helper()
+	s, err := spray.New(src, spray.Options{Rings: rings, RingCapacity: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(ctx) }()
+	stopDrain := make(chan struct{})
+	c = Collect(s, stopDrain, each)
+	return s, c, func() {
+		cancel()
+		close(stopDrain)
+		c.Wait()
+		if err := <-runErr; err != nil {
+			t.Errorf("spray Run: %v", err)
+		}
+	}
 }
 
 // Collected counts what Collect took off a spray's rings. Its counters are safe to read
@@ -130,7 +148,7 @@ type Collected struct {
 // Wait returns when every drain goroutine has finished (after stop was closed).
 func (c *Collected) Wait() { c.wait() }
 
-// Collect consumes every ring of s in place until stop is closed, like Drain, counting the
+// Collect consumes every ring of s in place until stop is closed, counting the
 // records per ring and calling each (if not nil) for every record; each runs on the ring's
 // drain goroutine, so concurrently for different rings.
 func Collect(s *spray.Spray, stop <-chan struct{}, each func(rec []byte)) *Collected {

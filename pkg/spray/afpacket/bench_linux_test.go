@@ -3,14 +3,10 @@
 package afpacket
 
 import (
-	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/confluo-go/confluo/pkg/ovstest"
-	"github.com/confluo-go/confluo/pkg/spray"
 )
 
 // BenchmarkOVSMirrorTap sweeps UDP traffic with 64-byte payloads over 8 flows between two
@@ -33,17 +29,8 @@ func BenchmarkOVSMirrorTap(b *testing.B) {
 	}
 	defer src.Close()
 	tp.OVS.StartMirror(b, "sprbam", 128)
-	s, err := spray.New(src, spray.Options{Rings: 2, RingCapacity: 1 << 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.Run(ctx) })
-	var seen atomic.Uint64
-	stop := make(chan struct{})
-	wait := ovstest.Drain(s, &seen, stop)
-	defer func() { cancel(); close(stop); wait(); wg.Wait() }()
+	s, _, stop := ovstest.RunSpray(b, src, 2, nil)
+	defer stop()
 	var steps []ovstest.Step
 	for b.Loop() {
 		steps = tp.Sweep(b, tap, func() uint64 { return s.Stats().Received }, []int{5000, 20000, 50000, 100000, 0}, 8, time.Second)

@@ -3,14 +3,11 @@
 package afpacket
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/confluo-go/confluo/pkg/ovstest"
-	"github.com/confluo-go/confluo/pkg/spray"
 )
 
 // TestOVSMirrorTapE2E: two namespaces joined through a private OVS userspace bridge
@@ -19,15 +16,8 @@ import (
 // traffic. Records seen must equal the packets OVS reports it sent on the mirror port.
 func TestOVSMirrorTapE2E(t *testing.T) {
 	ovstest.Require(t, "ip", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "iperf3", "ethtool", "ping", "sysctl")
-	o := ovstest.Start(t, ovstest.Config{Prefix: "spra"})
-	br := ovstest.Name("sprbra")
-	o.AddBridge(t, br)
-	ns1 := ovstest.Name("spra1n")
-	ns2 := ovstest.Name("spra2n")
-	ovstest.Namespace(t, ns1)
-	ovstest.Namespace(t, ns2)
-	ovstest.Veth(t, o, br, ovstest.Name("spra1h"), ns1, "eth0", "10.77.1.1/24")
-	ovstest.Veth(t, o, br, ovstest.Name("spra2h"), ns2, "eth0", "10.77.1.2/24")
+	tp := ovstest.NewTopology(t, false, "spra", 77) // 10.77.1.1 and 10.77.1.2
+	o, br, ns1, ns2 := tp.OVS, tp.Bridge, tp.NS1, tp.NS2
 
 	tap := ovstest.Name("spratap")
 	o.AddMirrorPort(t, br, tap, "internal", "sprtapm")
@@ -45,31 +35,14 @@ func TestOVSMirrorTapE2E(t *testing.T) {
 	defer src.Close()
 	base := o.PortTxPackets(t, br, tap) // 0 unless OVS reuses a stale tap's counters
 	o.StartMirror(t, "sprtapm", 128)
-	s, err := spray.New(src, spray.Options{Rings: 2, RingCapacity: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Go(func() { runErr = s.Run(ctx) })
 	var maxCap atomic.Int64
-	stopDrain := make(chan struct{})
-	drained := ovstest.Collect(s, stopDrain, func(rec []byte) {
+	s, drained, stop := ovstest.RunSpray(t, src, 2, func(rec []byte) {
 		if capLen := int64(rec[12]) | int64(rec[13])<<8; capLen > maxCap.Load() {
 			maxCap.Store(capLen)
 		}
 	})
+	defer stop()
 	seen, perRing := &drained.Seen, drained.PerRing
-	defer func() {
-		cancel()
-		close(stopDrain)
-		wg.Wait()
-		drained.Wait()
-		if runErr != nil {
-			t.Errorf("spray Run: %v", runErr)
-		}
-	}()
 
 	ovstest.Traffic(t, ns1, ns2, "10.77.1.2", 16, 2, "2M")
 	// Stop mirroring (ARP and neighbour chatter goes on after the traffic) so OVS's counters

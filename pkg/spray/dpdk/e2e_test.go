@@ -3,19 +3,16 @@
 package dpdk_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/confluo-go/confluo/pkg/ovstest"
-	"github.com/confluo-go/confluo/pkg/spray"
 	"github.com/confluo-go/confluo/pkg/spray/dpdk"
 )
 
@@ -86,18 +83,8 @@ func TestOpenWithoutClient(t *testing.T) {
 func TestVhostUserMirrorE2E(t *testing.T) {
 	ovstest.Require(t, "ip", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovsdb-server", "ovsdb-tool", "iperf3", "ethtool", "ping")
 	ovstest.RequireHugepages(t, 512)
-	if _, err := os.Stat("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"); err != nil {
-		t.Fatalf("OVS-DPDK missing: %v (apt-get install openvswitch-switch-dpdk; scripts/setup.d/30-dpdk.sh)", err)
-	}
-	o := ovstest.Start(t, ovstest.Config{Prefix: "sprdo", DPDK: true, PMDMask: "0x2"})
-	br := ovstest.Name("sprbrd")
-	o.AddBridge(t, br)
-	ns1 := ovstest.Name("sprd1n")
-	ns2 := ovstest.Name("sprd2n")
-	ovstest.Namespace(t, ns1)
-	ovstest.Namespace(t, ns2)
-	ovstest.Veth(t, o, br, ovstest.Name("sprd1h"), ns1, "eth0", "10.78.1.1/24")
-	ovstest.Veth(t, o, br, ovstest.Name("sprd2h"), ns2, "eth0", "10.78.1.2/24")
+	tp := ovstest.NewTopology(t, true, "sprdo", 78) // 10.78.1.1 and 10.78.1.2
+	o, br, ns1, ns2 := tp.OVS, tp.Bridge, tp.NS1, tp.NS2
 
 	sock := filepath.Join(o.Dir, "spray.sock")
 	vhu := ovstest.Name("sprdvhu")
@@ -121,31 +108,14 @@ func TestVhostUserMirrorE2E(t *testing.T) {
 	}
 	o.Mirror(t, br, "sprdm", vhu, 128)
 
-	s, err := spray.New(src, spray.Options{Rings: 2, RingCapacity: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Go(func() { runErr = s.Run(ctx) })
 	var maxCap atomic.Int64
-	stopDrain := make(chan struct{})
-	drained := ovstest.Collect(s, stopDrain, func(rec []byte) {
+	s, drained, stop := ovstest.RunSpray(t, src, 2, func(rec []byte) {
 		if capLen := int64(rec[12]) | int64(rec[13])<<8; capLen > maxCap.Load() {
 			maxCap.Store(capLen)
 		}
 	})
+	defer stop()
 	seen, perRing := &drained.Seen, drained.PerRing
-	defer func() {
-		cancel()
-		close(stopDrain)
-		wg.Wait()
-		drained.Wait()
-		if runErr != nil {
-			t.Errorf("spray Run: %v", runErr)
-		}
-	}()
 
 	ovstest.Traffic(t, ns1, ns2, "10.78.1.2", 16, 2, "2M")
 	// Stop mirroring (ARP and neighbour chatter goes on after the traffic) so OVS's counters
@@ -203,17 +173,8 @@ func BenchmarkVhostUserMirror(b *testing.B) {
 		b.Fatal("vhost-user link never came up")
 	}
 	tp.OVS.Mirror(b, tp.Bridge, "sprbdm", vhu, 128)
-	s, err := spray.New(src, spray.Options{Rings: 2, RingCapacity: 1 << 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.Run(ctx) })
-	var seen atomic.Uint64
-	stop := make(chan struct{})
-	wait := ovstest.Drain(s, &seen, stop)
-	defer func() { cancel(); close(stop); wait(); wg.Wait() }()
+	s, _, stop := ovstest.RunSpray(b, src, 2, nil)
+	defer stop()
 	var steps []ovstest.Step
 	for b.Loop() {
 		steps = tp.Sweep(b, vhu, func() uint64 { return s.Stats().Received }, []int{5000, 20000, 50000, 100000, 0}, 8, time.Second)
