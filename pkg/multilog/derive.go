@@ -3,6 +3,7 @@ package multilog
 import (
 	"encoding/binary"
 	"math"
+	"sort"
 
 	"github.com/confluo-go/confluo/pkg/radix"
 )
@@ -72,9 +73,15 @@ func (w *Writer) beginBatch(cfg *config, seq, n uint64) {
 	}
 }
 
+// chunkSpan describes the timestamps of a chunk of records handed to derive.
+type chunkSpan struct {
+	minTS, maxTS int64 // every timestamp of the chunk lies in [minTS, maxTS]
+	sorted       bool  // timestamps never decrease within the chunk
+}
+
 // derive updates every derived log for the records in recs (laid end to end), the first of
 // which has sequence seq. It runs on the writer's goroutine before the tail is published.
-func (w *Writer) derive(cfg *config, recs []byte, seq uint64) {
+func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 	rs := w.rs
 	id := w.sh.id
 	st := &w.st
@@ -108,15 +115,45 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64) {
 	// Filter by filter, then aggregate by aggregate over its filter's hits: each matcher's code
 	// and each log's tail stay hot in the cache for the whole chunk.
 	bucketNs := int64(w.ml.opts.FilterBucket)
+	tsOf := func(k int32) int64 { return int64(binary.LittleEndian.Uint64(recs[int(k)*rs:])) }
 	for i, f := range cfg.filters {
 		hits := st.hits[i][:0]
 		if st.fActive[i] {
 			p := &f.parts[id]
 			m := f.f
 			base := uint32(seq)
+			st.sel = m.Select(recs, st.sel[:0])
+			if span.sorted {
+				// Timestamps are in order, so the hits of one bucket are a run of sel: find
+				// each run's end by binary search instead of testing every hit's timestamp.
+				sel := st.sel
+				for len(sel) > 0 {
+					b := floorDiv(tsOf(sel[0]), bucketNs)
+					n := len(sel)
+					if _, bEnd := bucketBounds(b, bucketNs); span.maxTS >= bEnd {
+						n = sort.Search(len(sel), func(j int) bool { return tsOf(sel[j]) >= bEnd })
+					}
+					if p.cur == nil || p.curBucket != b {
+						if p.cur != nil {
+							p.cur.Publish()
+						}
+						st.key = bucketKey(st.key[:0], b)
+						p.cur = p.tree.Leaf(st.key)
+						p.curBucket = b
+					}
+					from := len(hits)
+					for _, k := range sel[:n] {
+						hits = append(hits, base+uint32(k))
+					}
+					p.cur.AddMany(hits[from:])
+					sel = sel[n:]
+				}
+				p.tree.Published()
+				st.hits[i] = hits
+				continue
+			}
 			run := 0                           // hits[run:] go to the bucket being filled
 			bStart, bEnd := int64(1), int64(0) // empty: the first hit computes its bucket
-			st.sel = m.Select(recs, st.sel[:0])
 			for _, k := range st.sel {
 				off := int(k) * rs
 				rec := recs[off : off+rs : off+rs]

@@ -264,16 +264,21 @@ func (w *Writer) AppendBatch(recs []byte) error {
 		dst := (*seg.mem.Load())[seg.used*rs : (seg.used+k)*rs] // the active segment is never released
 		copy(dst, recs[:k*rs])
 		sh.commit(k) // persistence (Durable: synced), before the tail is published
-		mn, mx := seg.wMin, seg.wMax
+		chunkMin, chunkMax := int64(math.MaxInt64), int64(math.MinInt64)
+		chunkSorted := true
 		for i := 0; i < len(dst); i += rs {
 			ts := int64(binary.LittleEndian.Uint64(dst[i:]))
-			if ts < prev && sh.unorderedFrom.Load() == math.MaxUint64 {
-				sh.unorderedFrom.Store(seq + uint64(i/rs))
+			if ts < prev {
+				chunkSorted = chunkSorted && i == 0 // order within the chunk is what derive needs
+				if sh.unorderedFrom.Load() == math.MaxUint64 {
+					sh.unorderedFrom.Store(seq + uint64(i/rs))
+				}
 			}
 			prev = ts
-			mn = min(mn, ts)
-			mx = max(mx, ts)
+			chunkMin = min(chunkMin, ts)
+			chunkMax = max(chunkMax, ts)
 		}
+		mn, mx := min(seg.wMin, chunkMin), max(seg.wMax, chunkMax)
 		if mn != seg.wMin {
 			seg.wMin = mn
 			seg.minTS.Store(mn)
@@ -284,7 +289,7 @@ func (w *Writer) AppendBatch(recs []byte) error {
 			seg.maxTS.Store(mx)
 		}
 		if cfg.active {
-			w.derive(cfg, dst, seq)
+			w.derive(cfg, dst, seq, chunkSpan{minTS: chunkMin, maxTS: chunkMax, sorted: chunkSorted})
 		}
 		seg.used += k
 		seq += uint64(k)
