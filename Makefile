@@ -33,11 +33,11 @@ setup:
 	bash scripts/setup-test-env.sh
 
 test-go:
-	CGO_ENABLED=1 $(GO) test -race -tags invariants -timeout 20m $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags invariants -timeout 20m $(PKGS)
 
 test-dpdk:
 	@if [ -d pkg/spray/dpdk ]; then \
-		CGO_ENABLED=1 $(GO) test -race -tags 'dpdk invariants' -timeout 10m -p 1 ./pkg/spray/dpdk/... $(if $(wildcard sidecar/e2e),./sidecar/e2e/...); \
+		CGO_ENABLED=1 $(GO) test -race -count=1 -tags 'dpdk invariants' -timeout 10m -p 1 ./pkg/spray/dpdk/... $(if $(wildcard sidecar/e2e),./sidecar/e2e/...); \
 	fi
 
 ## lint: go vet, staticcheck (pinned in go.mod's tool block) and gofmt.
