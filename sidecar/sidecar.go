@@ -116,7 +116,7 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sidecar
 			s.opts.Capture.Namespace = opts.Mirror.VSwitchdNetNS
 		}
 	}
-	eng, capture, closers, err := openStore(s.opts, s.raise, s.logger)
+	eng, capture, closers, err := openStore(s.opts, s.raise, s.logger, s.reg)
 	if err != nil {
 		if s.mirror != nil {
 			_ = s.mirror.stop()

@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/confluo-go/confluo/pkg/multilog"
 	"github.com/confluo-go/confluo/pkg/packet"
 	"github.com/confluo-go/confluo/pkg/schema"
@@ -17,13 +19,16 @@ import (
 // source "none"). The closers run in reverse order: the capture's, the engine's, then the
 // multilog's (which flushes and closes a persistent store), so on shutdown the store closes
 // after the rings were drained into it.
-func openStore(opts Options, onAlert engine.AlertFunc, logger *slog.Logger) (engine.Engine, capturer, []func() error, error) {
+func openStore(opts Options, onAlert engine.AlertFunc, logger *slog.Logger, reg prometheus.Registerer) (engine.Engine, capturer, []func() error, error) {
 	sch, err := schema.Parse(packet.SchemaText)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("sidecar: packet schema: %w", err)
 	}
 	var capture *pipeline
-	mlOpts := multilog.Options{Writers: opts.Capture.Rings, FilterBucket: opts.Store.Bucket, Logger: logger}
+	// The packet multilog's metrics (confluo_multilog_*, and confluo_logstore_* when persisted)
+	// go to the sidecar's registry, labelled with the multilog's name.
+	mlOpts := multilog.Options{Writers: opts.Capture.Rings, FilterBucket: opts.Store.Bucket, Logger: logger,
+		Name: opts.Store.MultiLog, Registerer: reg}
 	if opts.Capture.Source != "none" {
 		// Trigger windows close on the capture's watermark; capture is set below. Triggers
 		// restored from store.dir start the monitor before that: no window is complete until

@@ -49,7 +49,8 @@ func TestStoreDirSurvivesRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			o.Capture.Source, o.Capture.File = "pcap", samplePcap
-			first, err := New(o, nil, prometheus.NewRegistry())
+			reg := prometheus.NewRegistry()
+			first, err := New(o, nil, reg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,6 +59,20 @@ func TestStoreDirSurvivesRestart(t *testing.T) {
 			go func() { done <- first.Run(ctx) }()
 			waitFor(t, "the capture to be stored", first.CaptureDone)
 			want := storeAnswers(t, first)
+			// The store's own metrics reach the sidecar's registry.
+			families, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, f := range families {
+				seen[strings.SplitN(f.GetName(), "_", 3)[1]] = true
+			}
+			for _, sub := range []string{"sidecar", "multilog", "logstore"} {
+				if !seen[sub] {
+					t.Errorf("no confluo_%s_* metric registered", sub)
+				}
+			}
 			if want[0].(uint64) == 0 {
 				t.Fatal("nothing stored")
 			}
