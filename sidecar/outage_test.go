@@ -9,20 +9,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/confluo-go/confluo/pkg/natstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 )
 
+// runServer starts an embedded server on port (-1: random); the outage test stops and restarts
+// it on the same port.
 func runServer(t *testing.T, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("nats-server on port %d not ready", port)
-	}
-	return ns
+	return natstest.Start(t, &server.Options{Port: port})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -19,6 +19,7 @@ import (
 	"github.com/confluo-go/confluo/coordinator/cli"
 	"github.com/confluo-go/confluo/pkg/fleet"
 	"github.com/confluo-go/confluo/pkg/fleet/fleetsim"
+	"github.com/confluo-go/confluo/pkg/natstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 )
 
@@ -34,15 +35,7 @@ func run(t *testing.T, url string, args ...string) (string, error) {
 }
 
 func TestFleetCommands(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	ns := natstest.Start(t, &server.Options{JetStream: true})
 	url := ns.ClientURL()
 
 	if _, err := run(t, url, "status"); err == nil || !strings.Contains(err.Error(), "no coordinator") {

@@ -18,6 +18,7 @@ import (
 	"github.com/confluo-go/confluo/coordinator"
 	"github.com/confluo-go/confluo/pkg/fleet"
 	"github.com/confluo-go/confluo/pkg/fleet/fleetsim"
+	"github.com/confluo-go/confluo/pkg/natstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 )
 
@@ -38,21 +39,11 @@ func startServer(t tb, opts *server.Options) *server.Server {
 	if opts == nil {
 		opts = &server.Options{}
 	}
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
-	opts.JetStream, opts.StoreDir = true, t.TempDir()
+	opts.JetStream = true
 	if opts.MaxPayload == 0 {
 		opts.MaxPayload = 8 << 20
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return natstest.Start(t, opts)
 }
 
 func connect(t tb, url string, opts ...nats.Option) *nats.Conn {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/confluo-go/confluo/pkg/fleet"
 	"github.com/confluo-go/confluo/pkg/fleet/fleetsim"
+	"github.com/confluo-go/confluo/pkg/natstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 )
 
@@ -22,17 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return natstest.Start(t, &server.Options{JetStream: true})
 }
 
 func connect(t *testing.T, ns *server.Server) *nats.Conn {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/confluo-go/confluo/coordinator"
 	"github.com/confluo-go/confluo/pkg/fleet"
+	"github.com/confluo-go/confluo/pkg/natstest"
 )
 
 const fastHeartbeat = 50 * time.Millisecond
@@ -22,17 +23,7 @@ func (f freezerFunc) Freeze() (fleet.Frozen, func()) { return f() }
 
 func startServer(t *testing.T, _ *server.Options) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return natstest.Start(t, &server.Options{JetStream: true})
 }
 
 func connect(t *testing.T, url string) *nats.Conn {

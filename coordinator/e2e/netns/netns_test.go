@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/confluo-go/confluo/coordinator"
+	"github.com/confluo-go/confluo/pkg/natstest"
 	"github.com/confluo-go/confluo/pkg/ovstest"
 	"github.com/confluo-go/confluo/pkg/wire"
 	"github.com/confluo-go/confluo/sidecar"
@@ -94,16 +95,7 @@ func startSidecar(t *testing.T, sb *sandbox, url, host, bridge, mirror string, s
 
 func TestAtomicCutNamespaces(t *testing.T) {
 	sb := newSandbox(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true,
-		StoreDir: t.TempDir(), MaxPayload: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	ns := natstest.Start(t, &server.Options{JetStream: true, MaxPayload: 8 << 20})
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
