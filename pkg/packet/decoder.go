@@ -490,51 +490,18 @@ func (d *Decoder) ipv6(s *state, b []byte, off int) {
 	exts := 0
 	fragmented := false
 loop:
-	for {
+	for isIPv6ExtHeader(next) {
+		if exts >= d.maxExt {
+			s.fail(ReasonTooManyHeaders)
+			break loop
+		}
+		if len(b)-off < 8 {
+			s.fail(ReasonTruncated)
+			break loop
+		}
+		var n int
 		switch next {
-		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
-			if exts >= d.maxExt {
-				s.fail(ReasonTooManyHeaders)
-				break loop
-			}
-			if len(b)-off < 8 {
-				s.fail(ReasonTruncated)
-				break loop
-			}
-			n := (int(b[off+1]) + 1) * 8
-			if off+n > end && end <= len(b) {
-				s.overrun(ReasonBadLength)
-				break loop
-			}
-			next = b[off]
-			off += n
-			exts++
-		case 51: // authentication header: length in 4-byte units minus 2
-			if exts >= d.maxExt {
-				s.fail(ReasonTooManyHeaders)
-				break loop
-			}
-			if len(b)-off < 8 {
-				s.fail(ReasonTruncated)
-				break loop
-			}
-			n := (int(b[off+1]) + 2) * 4
-			if off+n > end && end <= len(b) {
-				s.overrun(ReasonBadLength)
-				break loop
-			}
-			next = b[off]
-			off += n
-			exts++
-		case 44: // fragment
-			if exts >= d.maxExt {
-				s.fail(ReasonTooManyHeaders)
-				break loop
-			}
-			if len(b)-off < 8 {
-				s.fail(ReasonTruncated)
-				break loop
-			}
+		case 44: // fragment: always 8 bytes, decoded even past a lying payload length
 			fo := be16(b, off+2)
 			if s.pres&PresFragment == 0 { // the first fragment header counts
 				s.put16(OffFragOffset, fo>>3)
@@ -544,15 +511,22 @@ loop:
 				s.put32(OffIPID, be32(b, off+4))
 				s.pres |= PresFragment
 			}
-			next = b[off]
-			off += 8
-			exts++
 			if fo>>3 != 0 {
 				fragmented = true
 			}
-		default:
+			n = 8
+		case 51: // authentication header: length in 4-byte units minus 2
+			n = (int(b[off+1]) + 2) * 4
+		default: // hop-by-hop, routing, destination, mobility, HIP, shim6: 8-byte units, first 8 not counted
+			n = (int(b[off+1]) + 1) * 8
+		}
+		if next != 44 && off+n > end && end <= len(b) {
+			s.overrun(ReasonBadLength)
 			break loop
 		}
+		next = b[off]
+		off += n
+		exts++
 	}
 	if exts > 0 {
 		s.rec[OffIP6ExtCount] = byte(exts)
@@ -916,4 +890,15 @@ func (d *Decoder) gre(s *state, b []byte, off int) {
 		s.pres |= PresVNI
 	}
 	d.tunnelPayload(s, b, off+n, proto)
+}
+
+// isIPv6ExtHeader reports whether an IPv6 next-header value is an extension header the decoder
+// walks: hop-by-hop (0), routing (43), fragment (44), authentication (51), destination options
+// (60), mobility (135), HIP (139) and shim6 (140).
+func isIPv6ExtHeader(next byte) bool {
+	switch next {
+	case 0, 43, 44, 51, 60, 135, 139, 140:
+		return true
+	}
+	return false
 }
