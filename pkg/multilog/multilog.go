@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,10 @@ type MultiLog struct {
 
 	// persist links a MultiLog opened with Open to its store (persist.go); nil for New.
 	persist *persistState
+
+	// epochRecords is the number of sequence numbers per derived-log epoch (epoch.go), set by
+	// Open before any derived log exists; 0 (New) means one epoch.
+	epochRecords uint64
 }
 
 // shard is one writer's part of the MultiLog.
@@ -100,6 +105,10 @@ type shard struct {
 	id         int
 	segRecords int
 	recordSize int
+	// segMagic is ceil(2^64 / segRecords), so that segIndex divides 32-bit sequence numbers
+	// by segRecords with a multiplication: a hardware division on every indexed candidate is
+	// a measurable part of a lookup (BenchmarkQueryIndexedEq). 0 when segRecords is 1.
+	segMagic uint64
 
 	// watermark is the largest timestamp appended (data time), stored before the tail.
 	watermark atomic.Int64
@@ -113,6 +122,8 @@ type shard struct {
 	log    *logstore.ShardLog
 	logErr error
 	ps     *persistState
+	// persistent is set by Open before the first append (replay runs before log is set).
+	persistent bool
 
 	// Writer-private state.
 	wWatermark int64
@@ -134,6 +145,11 @@ type segment struct {
 	// once the store has the segment on disk: read through bytes (persist.go).
 	mem   atomic.Pointer[[]byte]
 	first uint64
+	// fixed is the segment's memory in a MultiLog without persistence (New), where it is
+	// never released: set before the segment is published, then read-only. Reading it
+	// directly saves the indirection through mem on random record reads (indexed lookups).
+	// nil with persistence (Open), where retention and the memory bound release segments.
+	fixed []byte
 
 	// minTS and maxTS bound the timestamps of the segment's records (possibly including
 	// records above a reader's tail, which only widens the bound). Time-range queries skip a
@@ -160,7 +176,7 @@ func New(s *schema.Schema, opts Options) (*MultiLog, error) {
 	ml.shards = make([]*shard, opts.Writers)
 	ml.writers = make([]Writer, opts.Writers)
 	for i := range ml.shards {
-		sh := &shard{id: i, segRecords: segRecords, recordSize: s.RecordSize, lastTS: math.MinInt64}
+		sh := &shard{id: i, segRecords: segRecords, recordSize: s.RecordSize, lastTS: math.MinInt64, segMagic: divMagic(segRecords)}
 		sh.unorderedFrom.Store(math.MaxUint64)
 		sh.watermark.Store(math.MinInt64)
 		sh.wWatermark = math.MinInt64
@@ -348,6 +364,9 @@ func (sh *shard) newSegment(first uint64) *segment {
 	}
 	data := sh.segmentMemory(first)
 	seg.mem.Store(&data)
+	if !sh.persistent {
+		seg.fixed = data
+	}
 	seg.minTS.Store(math.MaxInt64)
 	seg.maxTS.Store(math.MinInt64)
 	// Writing a slot inside the capacity is invisible to readers until the tail covers it; a
@@ -358,9 +377,32 @@ func (sh *shard) newSegment(first uint64) *segment {
 	return seg
 }
 
+// divMagic returns the multiplier of segIndex for divisor d ≥ 1 (0 for d == 1).
+func divMagic(d int) uint64 {
+	if d <= 1 {
+		return 0
+	}
+	return math.MaxUint64/uint64(d) + 1
+}
+
+// segIndex returns seq / segRecords. For seq and segRecords below 2^32 the high word of
+// seq·ceil(2^64/segRecords) is the exact quotient (Lemire, Kaser and Kurz, "Faster remainder
+// by direct computation", 2019); checked against division in TestSegIndex.
+func (sh *shard) segIndex(seq uint64) uint64 {
+	if sh.segMagic == 0 || seq >= 1<<32 {
+		return seq / uint64(sh.segRecords)
+	}
+	hi, _ := bits.Mul64(sh.segMagic, seq)
+	return hi
+}
+
 // record returns the record at seq, which must be below a tail the caller loaded.
 func (sh *shard) record(segs []*segment, seq uint64) []byte {
-	seg := segs[seq/uint64(sh.segRecords)]
+	seg := segs[sh.segIndex(seq)]
+	if seg.fixed != nil {
+		off := int(seq-seg.first) * sh.recordSize
+		return seg.fixed[off : off+sh.recordSize : off+sh.recordSize]
+	}
 	off := int(seq-seg.first) * sh.recordSize
 	return seg.bytes(sh)[off : off+sh.recordSize : off+sh.recordSize]
 }

@@ -182,6 +182,9 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	if err != nil {
 		return fail(err)
 	}
+	for _, sh := range ml.shards {
+		sh.persistent = true
+	}
 	ps.store = st
 	if raw := st.Definitions(); len(raw) > 0 {
 		if err := json.Unmarshal(raw, &ps.defs); err != nil {
@@ -524,7 +527,7 @@ func (sh *shard) recordAt(segs []*segment, seq uint64) ([]byte, error) {
 	if err := sh.lostIn(seq, seq+1); err != nil {
 		return nil, err
 	}
-	seg := segs[seq/uint64(sh.segRecords)]
+	seg := segs[sh.segIndex(seq)]
 	data, err := seg.read(sh)
 	if err != nil {
 		return nil, err

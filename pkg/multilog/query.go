@@ -5,6 +5,7 @@ import (
 	"errors"
 	"iter"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"time"
@@ -71,6 +72,9 @@ type keyRange struct {
 type plan struct {
 	ranges []keyRange
 	est    uint64
+	// exact: the records under the ranges are exactly those matching the whole predicate
+	// (see exactCond), so candidates need no predicate test, only the time range.
+	exact bool
 }
 
 // planFor returns an index plan for c, or nil if scanning is as good. total is the number of
@@ -80,7 +84,33 @@ func (ml *MultiLog) planFor(c cond, total uint64) *plan {
 	if p == nil || p.est > total/3+64 {
 		return nil
 	}
+	p.exact = ml.exactCond(c)
 	return p
+}
+
+// exactCond reports whether c, the whole predicate, is an equality or in-list on a column
+// whose index keys are its values: unbucketed, and of a type whose key bytes are equal exactly
+// when values are (integers, IP and MAC; not floats, whose +0 and -0 are equal values with
+// different bytes, nor strings).
+func (ml *MultiLog) exactCond(c cond) bool {
+	var col *schema.Column
+	switch c := c.(type) {
+	case condCmp:
+		if c.op != cmpEq {
+			return false
+		}
+		col = c.col
+	case condIn:
+		col = c.col
+	default:
+		return false
+	}
+	t := col.Type
+	if !(t.IsSigned() || t.IsUnsigned() || t == schema.IPv4 || t == schema.IPv6 || t == schema.MAC) {
+		return false
+	}
+	ix := ml.indexOn(col)
+	return ix != nil && ix.bucket == 0
 }
 
 func (ml *MultiLog) planCond(c cond) *plan {
@@ -367,7 +397,7 @@ func (ml *MultiLog) count(v Version, q request) (uint64, error) {
 			continue
 		}
 		if p != nil {
-			seqs, err := ml.planSeqs(sh, tail, q, p)
+			seqs, err := ml.planSeqs(sh, tail, q, p, nil)
 			if err != nil {
 				return n, err
 			}
@@ -388,9 +418,10 @@ func (ml *MultiLog) shardCursor(sh *shard, tail uint64, q request, p *plan) curs
 		return newScanCursor(sh, tail, q)
 	}
 	var seqs []uint32
+	var tss []int64
 	var err error
 	if p != nil {
-		seqs, err = ml.planSeqs(sh, tail, q, p)
+		seqs, err = ml.planSeqs(sh, tail, q, p, &tss)
 	} else {
 		err = ml.scan(sh, tail, 0, tail, q, func(seq uint64, _ []byte) bool {
 			seqs = append(seqs, uint32(seq))
@@ -405,14 +436,19 @@ func (ml *MultiLog) shardCursor(sh *shard, tail uint64, q request, p *plan) curs
 		sort.SliceStable(seqs, func(a, b int) bool {
 			return schema.Timestamp(sh.record(segs, uint64(seqs[a]))) < schema.Timestamp(sh.record(segs, uint64(seqs[b])))
 		})
+		tss = nil
 	}
-	return &listCursor{sh: sh, segs: segs, seqs: seqs}
+	return &listCursor{sh: sh, segs: segs, seqs: seqs, tss: tss}
 }
 
 // planSeqs returns the shard's matches found through the plan, in sequence order, or the first
 // read failure. Candidates deleted by retention are skipped.
-func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) ([]uint32, error) {
-	var cand []uint32
+//
+// For a shard held in memory, if tsOut is not nil and the result is a plain list of index
+// candidates, *tsOut is set to their timestamps (parallel to the result), so that a cursor
+// need not load them again.
+func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan, tsOut *[]int64) ([]uint32, error) {
+	cand := make([]uint32, 0, min(p.est, 1<<16))
 	add := func(ref uint32) bool { cand = append(cand, ref); return true }
 	var scanBelow uint64 // records below this are not covered by the plan's indexes
 	for _, kr := range p.ranges {
@@ -453,22 +489,43 @@ func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan) ([]uint
 		}
 		return ml.planScanBelow(sh, tail, q, scanBelow, out)
 	}
-	// First touch every candidate's timestamp in a tight loop of independent loads, so the
-	// cache misses of this random access overlap; then test them.
+	// First load every candidate's timestamp in a tight loop of independent loads, so the
+	// cache and TLB misses of this random access overlap; then test them.
 	tss := make([]int64, len(cand))
-	for i, seq := range cand {
-		tss[i] = schema.Timestamp(sh.record(segs, uint64(seq)))
-	}
+	sh.loadTimestamps(segs, cand, tss)
 	out := cand[:0]
+	outTS := tss[:0]
 	for i, seq := range cand {
 		if uint64(seq) < scanBelow {
 			continue // found again by the scan below
 		}
-		if ts := tss[i]; ts >= q.from && ts < q.to && (q.m == nil || q.m.Match(sh.record(segs, uint64(seq)))) {
+		if ts := tss[i]; ts >= q.from && ts < q.to && (p.exact || q.m == nil || q.m.Match(sh.record(segs, uint64(seq)))) {
 			out = append(out, seq)
+			outTS = append(outTS, ts)
 		}
 	}
+	if scanBelow == 0 && tsOut != nil {
+		*tsOut = outTS
+	}
 	return ml.planScanBelow(sh, tail, q, scanBelow, out)
+}
+
+// loadTimestamps sets tss[i] to the timestamp of record cand[i] of a shard without
+// persistence (every segment's fixed memory set). It is the hot loop of an indexed lookup: a
+// run of independent loads, each a likely cache and TLB miss, kept free of calls so the
+// processor can overlap many of them.
+func (sh *shard) loadTimestamps(segs []*segment, cand []uint32, tss []int64) {
+	magic, rs := sh.segMagic, sh.recordSize
+	tss = tss[:len(cand)]
+	for i, seq := range cand {
+		si := uint64(seq) // segRecords == 1
+		if magic != 0 {
+			si, _ = bits.Mul64(magic, uint64(seq)) // seq / segRecords (see segIndex)
+		}
+		seg := segs[si]
+		off := int(uint64(seq)-seg.first) * rs
+		tss[i] = int64(binary.LittleEndian.Uint64(seg.fixed[off:]))
+	}
 }
 
 // planScanBelow prepends to out the matches below scanBelow, which the plan's indexes do not
@@ -702,6 +759,7 @@ type listCursor struct {
 	sh   *shard
 	segs []*segment
 	seqs []uint32
+	tss  []int64 // nil, or the timestamps of seqs (in-memory shards only)
 	i    int
 	e    error
 }
@@ -716,6 +774,9 @@ func (c *listCursor) next() (int64, uint64, []byte, bool) {
 		c.i++
 		if c.sh.log == nil {
 			rec := c.sh.record(c.segs, seq)
+			if c.tss != nil {
+				return c.tss[c.i-1], seq, rec, true
+			}
 			return schema.Timestamp(rec), seq, rec, true
 		}
 		rec, err := c.sh.recordAt(c.segs, seq)
