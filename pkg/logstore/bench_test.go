@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -251,5 +252,85 @@ func TestCompressionRatioOnPacketHeaders(t *testing.T) {
 	untranspose(back, planes, s.RecordSize)
 	if string(back) != string(recs) {
 		t.Fatal("payload does not decompress to the records")
+	}
+}
+
+// BenchmarkDurableCeiling shows what bounds Durable appends on the machine at hand. "disk"
+// appends and fdatasyncs the same bytes as Durable batches straight to a growing file (no
+// store); "store" is a Durable shard. With 64-record batches both are bound by the latency of
+// one fdatasync per batch, so no store can beat "disk" there; with large batches "disk" shows
+// the disk's synced append bandwidth, which the store does not reach because every segment
+// (1 MiB by default) costs a file creation, a directory sync and a sealing sync of its own
+// (docs/benchmarks.md has the figures).
+func BenchmarkDurableCeiling(b *testing.B) {
+	s, recs := packetRecords(b, 16384)
+	rs := s.RecordSize
+	for _, batch := range []int{64, 1024, 16384} {
+		b.Run("disk/batch="+strconv.Itoa(batch), func(b *testing.B) {
+			path := b.TempDir() + "/raw"
+			create := func() *os.File {
+				os.Remove(path)
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return f
+			}
+			f := create()
+			defer func() { f.Close() }()
+			b.SetBytes(int64(batch * rs))
+			var off int64
+			n := 0
+			for b.Loop() {
+				if _, err := f.WriteAt(recs[:batch*rs], off); err != nil {
+					b.Fatal(err)
+				}
+				if err := fdatasync(f); err != nil {
+					b.Fatal(err)
+				}
+				off += int64(batch * rs)
+				n += batch
+				if off > 256<<20 { // a fresh file: appends allocate blocks, as the store's do
+					b.StopTimer()
+					f.Close()
+					f = create()
+					off = 0
+					b.StartTimer()
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+		})
+		b.Run("store/batch="+strconv.Itoa(batch), func(b *testing.B) {
+			open := func() *Store {
+				st, err := Open(b.TempDir(), s, Options{Mode: Durable, MaintainInterval: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return st
+			}
+			st := open()
+			b.SetBytes(int64(batch * rs))
+			n := 0
+			for b.Loop() {
+				if _, err := st.Shard(0).Append(recs[:batch*rs]); err != nil {
+					b.Fatal(err)
+				}
+				n += batch
+				if n >= 1<<20 { // ~276 MiB per store
+					b.StopTimer()
+					if err := st.Close(); err != nil {
+						b.Fatal(err)
+					}
+					st = open()
+					n = 0
+					b.StartTimer()
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+			b.StopTimer()
+			if err := st.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }
