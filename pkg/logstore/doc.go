@@ -70,9 +70,12 @@
 // Maintain (run in the background every MaintainInterval) archives sealed segments older than
 // ArchiveAge, deletes whole oldest segments older than RetentionAge or beyond MaxDiskBytes, and
 // keeps the sealed segments held in memory under MaxMemoryBytes by archiving (durable modes)
-// or dropping (InMemory, or disk budget exhausted) the oldest, all counted in Stats. Reads of
-// released segments go through a cache of CacheSegments decompressed segments. The memory not
-// bounded by MaxMemoryBytes is fixed: one active segment per shard plus the cache.
+// or dropping (InMemory, or disk budget exhausted) the oldest, all counted in Stats. An owner
+// may put its own memory under the same bound (Options.ExtraMemoryBytes, e.g. the MultiLog's
+// derived logs): when releasing every sealed segment is not enough, the oldest segments are
+// deleted (DeletedByMemory) and the owner frees what it derived from them (OnDelete). Reads of
+// released segments go through a cache of CacheSegments decompressed segments. The store's
+// memory not bounded by MaxMemoryBytes is fixed: one active segment per shard plus the cache.
 //
 // A Store is safe for concurrent use; each ShardLog has a single writer (see ShardLog).
 // Lock order: Store.maintainMu, ShardLog.flushMu, ShardLog.mu, Store.mu, segmentCache.mu.

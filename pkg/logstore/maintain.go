@@ -30,9 +30,11 @@ const (
 //  1. sealed segments older than ArchiveAge are archived (compressed) and released from memory;
 //  2. whole oldest segments older than RetentionAge are deleted;
 //  3. while the files exceed MaxDiskBytes, whole oldest segments are deleted;
-//  4. while sealed segments in memory exceed MaxMemoryBytes, the oldest is archived and released
-//     (durable modes) or dropped (InMemory; or when the archive would not fit MaxDiskBytes, in
-//     which case rule 3 deletes the oldest data on disk).
+//  4. while sealed segments in memory plus ExtraMemoryBytes exceed MaxMemoryBytes, the oldest
+//     sealed segment in memory is archived and released (durable modes) or dropped (InMemory;
+//     or when the archive would not fit MaxDiskBytes, in which case rule 3 deletes the oldest
+//     data on disk); once no sealed segment is left in memory, the oldest sealed segment is
+//     deleted (DeletedByMemory: the owner's memory derived from it goes with it, OnDelete).
 //
 // The active segment of a shard is never archived, released or deleted. Deletions are written
 // to the manifest before files are removed. Everything is counted in Stats. Maintain runs in the
@@ -81,11 +83,18 @@ func (st *Store) Maintain() (MaintainResult, error) {
 		}
 	}
 	doomed = append(doomed, st.enforceDisk(&res)...)
-	if max := st.opts.MaxMemoryBytes; max > 0 {
-		for st.memSealed.Load() > max {
+	if st.opts.MaxMemoryBytes > 0 {
+		for st.memoryOver() {
 			l, seg := st.oldest(func(seg *segment) bool { return seg.sealed.Load() && seg.mem.Load() != nil })
 			if seg == nil {
-				break
+				// Every sealed segment has left memory and the owner's memory (ExtraMemoryBytes)
+				// still keeps the total over: delete the oldest data, by the retention rule.
+				l, seg = st.oldestDeletable()
+				if seg == nil || st.opts.ExtraMemoryBytes == nil {
+					break
+				}
+				doomed = append(doomed, st.deleteFront(l, seg, byMemory, &res))
+				continue
 			}
 			switch {
 			case st.opts.Mode == InMemory:
@@ -166,6 +175,33 @@ func (st *Store) oldest(ok func(*segment) bool) (*ShardLog, *segment) {
 	return bestL, best
 }
 
+// memoryOver reports whether the sealed segments in memory plus the owner's extra memory
+// exceed MaxMemoryBytes (which must be set).
+func (st *Store) memoryOver() bool {
+	n := st.memSealed.Load()
+	if st.opts.ExtraMemoryBytes != nil {
+		n += st.opts.ExtraMemoryBytes()
+	}
+	return n > st.opts.MaxMemoryBytes
+}
+
+// oldestDeletable returns, over all shards, the first segment that may be deleted with the
+// oldest data (smallest timestamps), or nil.
+func (st *Store) oldestDeletable() (*ShardLog, *segment) {
+	var victimL *ShardLog
+	var victim *segment
+	for _, l := range st.shards {
+		segs := l.segments()
+		if len(segs) == 0 || !st.deletable(segs[0]) {
+			continue
+		}
+		if victim == nil || segs[0].minTS.Load() < victim.minTS.Load() {
+			victimL, victim = l, segs[0]
+		}
+	}
+	return victimL, victim
+}
+
 // enforceDisk deletes whole oldest segments while the files exceed MaxDiskBytes.
 func (st *Store) enforceDisk(res *MaintainResult) []doomedFiles {
 	max := st.opts.MaxDiskBytes
@@ -174,17 +210,7 @@ func (st *Store) enforceDisk(res *MaintainResult) []doomedFiles {
 	}
 	var doomed []doomedFiles
 	for st.diskBytes.Load() > max {
-		var victimL *ShardLog
-		var victim *segment
-		for _, l := range st.shards {
-			segs := l.segments()
-			if len(segs) == 0 || !st.deletable(segs[0]) {
-				continue
-			}
-			if victim == nil || segs[0].minTS.Load() < victim.minTS.Load() {
-				victimL, victim = l, segs[0]
-			}
-		}
+		victimL, victim := st.oldestDeletable()
 		if victim == nil {
 			break
 		}

@@ -116,10 +116,11 @@ type Options struct {
 	// deleted (counted) to stay under it. Default 0: unbounded.
 	MaxDiskBytes int64
 
-	// MaxMemoryBytes bounds the bytes of sealed segments held in memory. Over it, Maintain
-	// archives (durable modes) or drops (InMemory, or when MaxDiskBytes is exhausted too) the
-	// oldest sealed segments until under it. The fixed overhead not counted here is one active
-	// segment per shard plus CacheSegments decompressed segments. Default 0: unbounded.
+	// MaxMemoryBytes bounds the bytes of sealed segments held in memory, plus ExtraMemoryBytes.
+	// Over it, Maintain archives (durable modes) or drops (InMemory, or when MaxDiskBytes is
+	// exhausted too) the oldest sealed segments until under it; if the extra memory alone keeps
+	// it over, the oldest segments are deleted. The fixed overhead not counted here is one
+	// active segment per shard plus CacheSegments decompressed segments. Default 0: unbounded.
 	MaxMemoryBytes int64
 
 	// CacheSegments is how many decompressed (or re-read) segments are cached for reads of
@@ -143,6 +144,15 @@ type Options struct {
 	// shares the segment buffers drops its reference and skips the segment's records from then
 	// on. It runs on the goroutine running Maintain and must not call Maintain. Default nil.
 	OnDelete func(shard int, first uint64)
+
+	// ExtraMemoryBytes, if set, returns memory outside the store's segments that MaxMemoryBytes
+	// bounds too (an owner's structures derived from the records, which shrink when the owner
+	// is told of deletions through OnDelete). Maintain counts it with the sealed segments; when
+	// releasing every sealed segment is not enough, it deletes the oldest segments (counted in
+	// DeletedByMemory) until under the bound or nothing is left to delete. It is called by
+	// Maintain and when a segment is sealed, must be cheap, and must not call into the store.
+	// Default nil.
+	ExtraMemoryBytes func() int64
 
 	// Now is the clock archival and retention ages are measured against. Default time.Now.
 	Now func() time.Time

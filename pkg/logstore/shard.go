@@ -256,7 +256,7 @@ func (l *ShardLog) seal(seg *segment) {
 		l.st.memActive.Add(-n)
 		l.st.memSealed.Add(n)
 	}
-	if l.st.opts.MaxMemoryBytes > 0 && l.st.memSealed.Load() > l.st.opts.MaxMemoryBytes {
+	if l.st.opts.MaxMemoryBytes > 0 && l.st.memoryOver() {
 		l.st.wakeMaintainer()
 	}
 }

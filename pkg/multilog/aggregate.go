@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/confluo-go/confluo/pkg/expr"
 	"github.com/confluo-go/confluo/pkg/schema"
@@ -69,17 +70,79 @@ func (t *pageTable) load(block int64) *partial {
 	return v.(*page)[block&(pageSize-1)].Load()
 }
 
-// slot returns the block's slot, creating its page (writer only).
-func (t *pageTable) slot(block int64) *atomic.Pointer[partial] {
+// slot returns the block's slot, creating its page (writer only); newPage reports that it did.
+func (t *pageTable) slot(block int64) (slot *atomic.Pointer[partial], newPage bool) {
 	id := block >> pageBits
 	if t.last == nil || t.lastID != id {
 		v, ok := t.pages.Load(id)
 		if !ok {
-			v, _ = t.pages.LoadOrStore(id, new(page))
+			var loaded bool
+			v, loaded = t.pages.LoadOrStore(id, new(page))
+			newPage = !loaded
 		}
 		t.last, t.lastID = v.(*page), id
 	}
-	return &t.last[block&(pageSize-1)]
+	return &t.last[block&(pageSize-1)], newPage
+}
+
+// Sizes for the memory estimate of aggregates.
+const (
+	pageBytes    = int64(unsafe.Sizeof(page{}))
+	partialBytes = int64(unsafe.Sizeof(partial{}))
+)
+
+// aggEpoch is an aggregate's partials for the records of one shard with sequence numbers in
+// [first, end) (see epoch.go): roll-up levels of time-bucketed partials. Epochs of appended
+// records are written by the shard's writer; backfill epochs are built before they are shared.
+type aggEpoch struct {
+	first, end uint64
+	levels     [rollLevels]pageTable
+	minBucket  atomic.Int64 // range of buckets with data; min > max while empty
+	maxBucket  atomic.Int64
+	bytes      atomic.Int64 // memory estimate: pages and partials
+
+	// Writer-private.
+	wMin, wMax int64
+	wbytes     int64
+}
+
+func (e *aggEpoch) seqs() (uint64, uint64) { return e.first, e.end }
+func (e *aggEpoch) memory() int64          { return e.bytes.Load() }
+
+func newAggEpoch(first, end uint64) *aggEpoch {
+	e := &aggEpoch{first: first, end: end, wMin: math.MaxInt64, wMax: math.MinInt64}
+	e.minBucket.Store(math.MaxInt64)
+	e.maxBucket.Store(math.MinInt64)
+	return e
+}
+
+// put merges q into bucket b at every roll-up level, stamping the new partials with through,
+// and publishes them (writer only).
+func (e *aggEpoch) put(b int64, q *partial, through uint64) {
+	for l := range rollLevels {
+		slot, newPage := e.levels[l].slot(b >> (rollBits * l))
+		if newPage {
+			e.wbytes += pageBytes
+		}
+		n := new(partial)
+		if old := slot.Load(); old != nil {
+			*n = *old
+		} else {
+			e.wbytes += partialBytes
+		}
+		n.merge(q)
+		n.through = through
+		slot.Store(n)
+	}
+	if b < e.wMin {
+		e.wMin = b
+		e.minBucket.Store(b)
+	}
+	if b > e.wMax {
+		e.wMax = b
+		e.maxBucket.Store(b)
+	}
+	e.bytes.Store(e.wbytes)
 }
 
 // valueKind says how an aggregate reads its column.
@@ -95,18 +158,28 @@ const (
 )
 
 // Aggregate is a named aggregate (SUM, MIN, MAX, COUNT, AVG) over the records of a filter,
-// kept per shard as time-bucketed partials with roll-ups. Safe for concurrent use.
+// kept per shard as time-bucketed partials with roll-ups, one set per epoch of sequence
+// numbers (epoch.go). Safe for concurrent use.
+//
+// Retention: an epoch whose records were all deleted is dropped with its partials. The epoch
+// straddling the shard's first kept sequence number keeps its partials in memory, but readers
+// do not use them: they aggregate that epoch's kept records (at or above the first kept
+// sequence number) from the filter log. So an aggregate's value always covers exactly the
+// records not deleted, whatever their timestamps; a time bucket holding both deleted and kept
+// records counts the kept ones only.
 //
 // Invariants:
 //
-//  1. Each shard's partials are written only by its writer and published (pointer swap of an
-//     immutable partial) before the tail that covers their records.
+//  1. Each shard's partials are written only by its writer, into the epoch of the records'
+//     sequence numbers, and published (pointer swap of an immutable partial) before the tail
+//     that covers their records.
 //  2. A published partial with through ≤ a reader's tail is exact for that reader; one with
 //     through > tail is too new, and the reader recomputes that block from the lower level (at
 //     level 0, from the filter log), so a read is always consistent with its version.
-//  3. parts[i].backfill, once set, is immutable and summarises exactly the filter log's
-//     matches of shard i below parts[i].start (AggregateBackfill); a reader whose tail is at
-//     least that start uses its roll-ups, an older reader scans the filter log below its tail.
+//  3. parts[i].backfill, once set, summarises exactly the filter log's matches of shard i
+//     below parts[i].start (AggregateBackfill) in epochs whose partials never change (only
+//     whole epochs are dropped, by retention); a reader whose tail is at least that start uses
+//     its roll-ups, an older reader scans the filter log below its tail.
 //  4. An aggregate is found by name (GetAggregate, InstallTrigger, Aggregates) only once
 //     ready: at once without backfill, after every shard's backfill is stored with it. So a
 //     named aggregate's value at any version covers the filter's matches from the filter's
@@ -121,26 +194,57 @@ type Aggregate struct {
 }
 
 // aggBackfill is an aggregate's summary of one shard's filter matches below the aggregate's
-// start: roll-up levels as for appended records, every partial exact (through 0).
+// start: epochs of roll-up levels as for appended records, every partial exact (through 0).
 type aggBackfill struct {
-	through              uint64 // the aggregate's start in the shard
-	levels               [rollLevels]pageTable
-	minBucket, maxBucket int64 // min > max while empty
+	through uint64 // the aggregate's start in the shard
+	epochs  epochList[*aggEpoch]
 }
 
 type aggPart struct {
-	start     atomic.Int64
-	backfill  atomic.Pointer[aggBackfill]
-	levels    [rollLevels]pageTable
-	minBucket atomic.Int64 // range of buckets with data; min > max while empty
-	maxBucket atomic.Int64
+	start    atomic.Int64
+	backfill atomic.Pointer[aggBackfill]
+	epochs   epochList[*aggEpoch]
 
-	// Writer-private: changes to bucket curBucket not yet published.
+	// Writer-private: the epoch being appended to, and changes to its bucket curBucket not
+	// yet published.
+	cur       *aggEpoch
 	delta     partial
 	curBucket int64
-	wMin      int64
-	wMax      int64
-	_         [32]byte
+	_         [40]byte
+}
+
+// memoryBytes estimates the memory of the aggregate's partials (every shard, backfill
+// included).
+func (a *Aggregate) memoryBytes(m *memoryUse) {
+	for i := range a.parts {
+		p := &a.parts[i]
+		m.add(p.epochs.memoryUse())
+		if bf := p.backfill.Load(); bf != nil {
+			m.add(bf.epochs.memoryUse())
+		}
+	}
+}
+
+// dropBelow drops shard's epochs (and backfill epochs) wholly below seq, the first kept
+// sequence number.
+func (a *Aggregate) dropBelow(shard int, seq uint64) {
+	p := &a.parts[shard]
+	p.epochs.dropBelow(seq)
+	if bf := p.backfill.Load(); bf != nil {
+		bf.epochs.dropBelow(seq)
+	}
+}
+
+// beginEpoch makes the writer's current epoch the one of seq (writer only; derive hands it
+// chunks within one epoch): the pending delta goes to the old epoch first.
+func (a *Aggregate) beginEpoch(p *aggPart, seq, span, through uint64, st *writerState) {
+	if p.cur != nil && seq < p.cur.end {
+		return
+	}
+	a.flush(p, through, st)
+	first := seq / span * span
+	p.cur = newAggEpoch(first, first+span)
+	p.epochs.push(p.cur)
 }
 
 func (a *Aggregate) startOf(shard int) *atomic.Int64 { return &a.parts[shard].start }
@@ -197,10 +301,7 @@ func (ml *MultiLog) AddAggregate(name, filter, aggregate string, options ...Aggr
 	for i := range a.parts {
 		p := &a.parts[i]
 		p.start.Store(-1)
-		p.minBucket.Store(math.MaxInt64)
-		p.maxBucket.Store(math.MinInt64)
 		p.curBucket = math.MinInt64
-		p.wMin, p.wMax = math.MaxInt64, math.MinInt64
 	}
 	a.ready.Store(!o.backfill)
 	ml.mu.Lock()
@@ -229,15 +330,31 @@ func (ml *MultiLog) AddAggregate(name, filter, aggregate string, options ...Aggr
 	return err
 }
 
-// buildBackfill summarises shard i's filter matches below the aggregate's start.
+// buildBackfill summarises shard i's filter matches below the aggregate's start, in epochs.
 func (ml *MultiLog) buildBackfill(a *Aggregate, i int) *aggBackfill {
 	sh := ml.shards[i]
 	through := uint64(a.parts[i].start.Load())
-	bf := &aggBackfill{through: through, minBucket: math.MaxInt64, maxBucket: math.MinInt64}
-	seqs := ml.filterSeqs(a.filter, sh, through, request{from: MinTime, to: MaxTime})
+	bf := &aggBackfill{through: through}
+	seqs := ml.filterSeqs(a.filter, sh, through, request{from: MinTime, to: MaxTime}) // in sequence order
 	segs := sh.segments()
+	span := ml.epochSpan()
+	var list []*aggEpoch
 	buckets := map[int64]*partial{}
+	publish := func() {
+		e := list[len(list)-1]
+		for b, q := range buckets {
+			e.put(b, q, 0)
+		}
+		clear(buckets)
+	}
 	for _, seq := range seqs {
+		if len(list) == 0 || uint64(seq) >= list[len(list)-1].end {
+			if len(list) > 0 {
+				publish()
+			}
+			first := uint64(seq) / span * span
+			list = append(list, newAggEpoch(first, min(first+span, through)))
+		}
 		rec := sh.record(segs, uint64(seq))
 		b := ml.bucketOf(schema.Timestamp(rec))
 		p := buckets[b]
@@ -247,19 +364,11 @@ func (ml *MultiLog) buildBackfill(a *Aggregate, i int) *aggBackfill {
 		}
 		a.add(p, rec)
 	}
-	for b, q := range buckets {
-		bf.minBucket = min(bf.minBucket, b)
-		bf.maxBucket = max(bf.maxBucket, b)
-		for l := range rollLevels {
-			slot := bf.levels[l].slot(b >> (rollBits * l))
-			n := new(partial)
-			if old := slot.Load(); old != nil {
-				*n = *old
-			}
-			n.merge(q)
-			slot.Store(n)
-		}
+	if len(list) > 0 {
+		publish()
 	}
+	bf.epochs.store(list)
+	bf.epochs.dropBelow(sh.firstKept()) // deleted while the backfill ran
 	return bf
 }
 
@@ -267,13 +376,17 @@ func (ml *MultiLog) buildBackfill(a *Aggregate, i int) *aggBackfill {
 // shard (lo > hi when there is none).
 func (a *Aggregate) bucketSpan() (lo, hi int64) {
 	lo, hi = math.MaxInt64, math.MinInt64
+	span := func(es []*aggEpoch) {
+		for _, e := range es {
+			lo = min(lo, e.minBucket.Load())
+			hi = max(hi, e.maxBucket.Load())
+		}
+	}
 	for i := range a.parts {
 		p := &a.parts[i]
-		lo = min(lo, p.minBucket.Load())
-		hi = max(hi, p.maxBucket.Load())
+		span(p.epochs.load())
 		if bf := p.backfill.Load(); bf != nil {
-			lo = min(lo, bf.minBucket)
-			hi = max(hi, bf.maxBucket)
+			span(bf.epochs.load())
 		}
 	}
 	return lo, hi
@@ -370,32 +483,14 @@ func (a *Aggregate) add(d *partial, rec []byte) {
 	d.mmCount++
 }
 
-// flush publishes the pending delta into every roll-up level (writer only).
+// flush publishes the pending delta into every roll-up level of the current epoch (writer
+// only).
 func (a *Aggregate) flush(p *aggPart, through uint64, st *writerState) {
 	if p.delta.count == 0 {
 		return
 	}
-	b := p.curBucket
-	for l := range rollLevels {
-		block := b >> (rollBits * l)
-		slot := p.levels[l].slot(block)
-		n := new(partial)
-		if old := slot.Load(); old != nil {
-			*n = *old
-		}
-		n.merge(&p.delta)
-		n.through = through
-		slot.Store(n)
-	}
-	if b < p.wMin {
-		p.wMin = b
-		p.minBucket.Store(b)
-	}
-	if b > p.wMax {
-		p.wMax = b
-		p.maxBucket.Store(b)
-	}
-	st.touch(a, b)
+	p.cur.put(p.curBucket, &p.delta, through)
+	st.touch(a, p.curBucket)
 	p.delta = partial{}
 }
 
@@ -518,42 +613,71 @@ func (s *Snapshot) GetAggregate(name string, from, to int64) (AggregateValue, er
 	return a.result(&total), nil
 }
 
+// aggScope is what a reader aggregates of one epoch: the records with sequence numbers in
+// [lo, hi), at its tail (a partial stamped with a higher through is too new for it).
+type aggScope struct {
+	lo, hi uint64
+	tail   uint64
+}
+
 // aggRange computes shard i's partial over [from, to) at tail: the backfill (records below
-// the aggregate's start) plus the records from the start on.
+// the aggregate's start) plus the records from the start on, leaving out records retention
+// deleted.
 func (ml *MultiLog) aggRange(a *Aggregate, i int, tail uint64, from, to int64) partial {
 	var out partial
 	if from >= to {
 		return out
 	}
 	p := &a.parts[i]
+	firstKept := ml.shards[i].firstKept()
 	if bf := p.backfill.Load(); bf != nil {
 		if tail < bf.through {
-			ml.scanFilterLog(a, i, tail, from, to, &out)
+			ml.scanFilterLog(a, i, 0, tail, from, to, math.MinInt64, math.MaxInt64, &out)
 		} else {
-			ml.rangeOver(a, i, tail, from, to, &bf.levels, bf.minBucket, bf.maxBucket, true, &out)
+			for _, e := range bf.epochs.load() {
+				ml.epochRange(a, i, e, aggScope{lo: e.first, hi: min(e.end, bf.through), tail: tail}, firstKept, from, to, &out)
+			}
 		}
 	}
 	start := p.start.Load()
 	if start < 0 || uint64(start) >= tail {
 		return out
 	}
-	ml.rangeOver(a, i, tail, from, to, &p.levels, p.minBucket.Load(), p.maxBucket.Load(), false, &out)
+	for _, e := range p.epochs.load() {
+		if e.first >= tail {
+			break
+		}
+		ml.epochRange(a, i, e, aggScope{lo: max(e.first, uint64(start)), hi: min(e.end, tail), tail: tail}, firstKept, from, to, &out)
+	}
 	return out
 }
 
+// epochRange merges into out the aggregate over [from, to) of epoch e's records in sc. An
+// epoch that straddles firstKept (retention deleted some of its records) is aggregated from
+// the filter log over its kept records; others use their roll-ups.
+func (ml *MultiLog) epochRange(a *Aggregate, i int, e *aggEpoch, sc aggScope, firstKept uint64, from, to int64, out *partial) {
+	if sc.hi <= max(sc.lo, firstKept) {
+		return
+	}
+	minB, maxB := e.minBucket.Load(), e.maxBucket.Load()
+	if ml.bucketOf(from) > maxB || ml.bucketOf(to-1) < minB {
+		return
+	}
+	if sc.lo < firstKept {
+		ml.scanFilterLog(a, i, firstKept, sc.hi, from, to, minB, maxB, out)
+		return
+	}
+	ml.rangeOver(a, i, sc, from, to, &e.levels, minB, maxB, out)
+}
+
 // rangeOver merges into out the partials of levels over [from, to): roll-ups for whole buckets
-// in [minBucket, maxBucket], and the records for partly covered edge buckets (from the filter
-// log below the backfill's start when backfill, else from the aggregate's start to tail).
-func (ml *MultiLog) rangeOver(a *Aggregate, i int, tail uint64, from, to int64, levels *[rollLevels]pageTable,
-	minBucket, maxBucket int64, backfill bool, out *partial) {
+// in [minBucket, maxBucket], and the records (from the filter log, within sc) for partly
+// covered edge buckets.
+func (ml *MultiLog) rangeOver(a *Aggregate, i int, sc aggScope, from, to int64, levels *[rollLevels]pageTable,
+	minBucket, maxBucket int64, out *partial) {
 	B := int64(ml.opts.FilterBucket)
 	edge := func(b int64) {
-		if backfill {
-			s, e := bucketBounds(b, B)
-			ml.scanFilterLog(a, i, a.parts[i].backfill.Load().through, max(from, s), min(to, e), out)
-			return
-		}
-		q := ml.scanBucket(a, i, tail, b, from, to)
+		q := ml.scanBucket(a, i, sc, b, from, to)
 		out.merge(&q)
 	}
 	lo, hi := ml.bucketOf(from), ml.bucketOf(to-1)
@@ -578,42 +702,47 @@ func (ml *MultiLog) rangeOver(a *Aggregate, i int, tail uint64, from, to int64, 
 	wlo = max(wlo, minBucket)
 	whi = min(whi, maxBucket)
 	if wlo <= whi {
-		ml.rollup(a, i, tail, wlo, whi+1, 0, levels, out)
+		ml.rollup(a, i, sc, wlo, whi+1, 0, levels, out)
 	}
 }
 
-// scanFilterLog aggregates shard i's filter matches below limit with timestamps in [from, to),
-// reading the records (the backfill's edges and readers older than the backfill).
-func (ml *MultiLog) scanFilterLog(a *Aggregate, i int, limit uint64, from, to int64, out *partial) {
+// scanFilterLog aggregates shard i's filter matches with sequence numbers in [lo, hi) (and
+// not deleted) with timestamps in [from, to) and buckets in [minB, maxB], reading the records
+// (readers older than the backfill, epochs straddling the first kept record).
+func (ml *MultiLog) scanFilterLog(a *Aggregate, i int, lo, hi uint64, from, to int64, minB, maxB int64, out *partial) {
 	if from >= to {
 		return
 	}
 	sh := ml.shards[i]
 	segs := sh.segments()
-	for _, seq := range ml.filterSeqs(a.filter, sh, limit, request{from: from, to: to}) {
-		a.add(out, sh.record(segs, uint64(seq)))
-	}
+	a.filter.eachMatch(sh, lo, hi, max(ml.bucketOf(from), minB), min(ml.bucketOf(to-1), maxB), func(seq uint32) bool {
+		rec := sh.record(segs, uint64(seq))
+		if ts := schema.Timestamp(rec); ts >= from && ts < to {
+			a.add(out, rec)
+		}
+		return true
+	})
 }
 
 // rollup merges the blocks [lo, hi) of level l (and above) into out.
-func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int, levels *[rollLevels]pageTable, out *partial) {
+func (ml *MultiLog) rollup(a *Aggregate, i int, sc aggScope, lo, hi int64, l int, levels *[rollLevels]pageTable, out *partial) {
 	const fan = 1 << rollBits
 	for lo < hi {
 		if l == rollLevels-1 {
 			for ; lo < hi; lo++ {
-				q := ml.block(a, i, tail, l, lo, levels)
+				q := ml.block(a, i, sc, l, lo, levels)
 				out.merge(&q)
 			}
 			return
 		}
 		for lo < hi && lo&(fan-1) != 0 {
-			q := ml.block(a, i, tail, l, lo, levels)
+			q := ml.block(a, i, sc, l, lo, levels)
 			out.merge(&q)
 			lo++
 		}
 		for hi > lo && hi&(fan-1) != 0 {
 			hi--
-			q := ml.block(a, i, tail, l, hi, levels)
+			q := ml.block(a, i, sc, l, hi, levels)
 			out.merge(&q)
 		}
 		lo >>= rollBits
@@ -622,40 +751,35 @@ func (ml *MultiLog) rollup(a *Aggregate, i int, tail uint64, lo, hi int64, l int
 	}
 }
 
-// block returns the partial of block b of level l in shard i, exact at tail.
-func (ml *MultiLog) block(a *Aggregate, i int, tail uint64, l int, b int64, levels *[rollLevels]pageTable) partial {
+// block returns the partial of block b of level l in shard i, exact at the scope's tail.
+func (ml *MultiLog) block(a *Aggregate, i int, sc aggScope, l int, b int64, levels *[rollLevels]pageTable) partial {
 	p := levels[l].load(b)
 	if p == nil {
 		return partial{}
 	}
-	if p.through <= tail {
+	if p.through <= sc.tail {
 		return *p
 	}
 	// Too new for this reader: recompute from below.
 	if l == 0 {
-		return ml.scanBucket(a, i, tail, b, MinTime, MaxTime)
+		return ml.scanBucket(a, i, sc, b, MinTime, MaxTime)
 	}
 	var out partial
 	for c := range int64(1 << rollBits) {
-		q := ml.block(a, i, tail, l-1, b<<rollBits+c, levels)
+		q := ml.block(a, i, sc, l-1, b<<rollBits+c, levels)
 		out.merge(&q)
 	}
 	return out
 }
 
-// scanBucket aggregates shard i's filter matches in bucket b with timestamps in [from, to),
-// from the aggregate's start to tail, reading the records.
-func (ml *MultiLog) scanBucket(a *Aggregate, i int, tail uint64, b int64, from, to int64) partial {
+// scanBucket aggregates shard i's filter matches in bucket b with timestamps in [from, to)
+// and sequence numbers in the scope, reading the records. Records retention deleted are
+// skipped.
+func (ml *MultiLog) scanBucket(a *Aggregate, i int, sc aggScope, b int64, from, to int64) partial {
 	var out partial
-	start := uint64(a.parts[i].start.Load())
 	sh := ml.shards[i]
 	segs := sh.segments()
-	var key [8]byte
-	bucketKey(key[:0], b)
-	a.filter.parts[i].tree.Get(key[:], uint32(tail), func(seq uint32) bool {
-		if uint64(seq) < start || uint64(seq) < sh.firstKept() { // deleted by retention: skipped
-			return true
-		}
+	a.filter.eachMatch(sh, sc.lo, sc.hi, b, b, func(seq uint32) bool {
 		rec := sh.record(segs, uint64(seq))
 		if ts := schema.Timestamp(rec); ts >= from && ts < to {
 			a.add(&out, rec)

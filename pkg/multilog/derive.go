@@ -85,12 +85,23 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 	rs := w.rs
 	id := w.sh.id
 	st := &w.st
+	if e, n := w.ml.epochSpan(), uint64(len(recs)/rs); n > 0 && seq/e != (seq+n-1)/e {
+		// Every entry goes to the epoch of its sequence number (epoch.go). Chunks lie within a
+		// segment, so within an epoch, but split one that does not.
+		k := int((seq/e+1)*e - seq)
+		w.derive(cfg, recs[:k*rs], seq, span)
+		w.derive(cfg, recs[k*rs:], seq+uint64(k), span)
+		return
+	}
 	for i, ix := range cfg.indexes {
 		if !st.idxActive[i] {
 			continue
 		}
-		// Add to every record's posting list, then publish each touched list once.
-		t := ix.parts[id].tree
+		// Add to every record's posting list, then publish each touched list once. A new
+		// epoch starts only at a chunk's start.
+		part := &ix.parts[id]
+		part.cur = part.epochs.indexTreeFor(part.cur, seq, w.sh.segRecords, w.ml.epochRecords, ix.keyLen)
+		t := part.cur.tree
 		dirty := st.dirty[:0]
 		for off, s := 0, seq; off < len(recs); off, s = off+rs, s+1 {
 			st.key = ix.key(st.key[:0], recs[off:off+rs])
@@ -120,6 +131,16 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 		hits := st.hits[i][:0]
 		if st.fActive[i] {
 			p := &f.parts[id]
+			if p.curEpoch == nil || seq >= p.curEpoch.end.Load() {
+				// A new epoch (the chunk lies within one).
+				if p.cur != nil {
+					p.cur.Publish()
+					p.curEpoch.tree.Published()
+				}
+				p.cur, p.curBucket = nil, math.MinInt64
+				p.curEpoch = p.epochs.treeFor(p.curEpoch, seq, w.ml.epochSpan(), 8)
+			}
+			tree := p.curEpoch.tree
 			m := f.f
 			base := uint32(seq)
 			st.sel = m.Select(recs, st.sel[:0])
@@ -138,7 +159,7 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 							p.cur.Publish()
 						}
 						st.key = bucketKey(st.key[:0], b)
-						p.cur = p.tree.Leaf(st.key)
+						p.cur = tree.Leaf(st.key)
 						p.curBucket = b
 					}
 					from := len(hits)
@@ -148,7 +169,7 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 					p.cur.AddMany(hits[from:])
 					sel = sel[n:]
 				}
-				p.tree.Published()
+				tree.Published()
 				st.hits[i] = hits
 				continue
 			}
@@ -169,7 +190,7 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 							p.cur.Publish()
 						}
 						st.key = bucketKey(st.key[:0], b)
-						p.cur = p.tree.Leaf(st.key)
+						p.cur = tree.Leaf(st.key)
 						p.curBucket = b
 					}
 				}
@@ -178,7 +199,7 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 			if run < len(hits) {
 				p.cur.AddMany(hits[run:])
 			}
-			p.tree.Published()
+			tree.Published()
 		}
 		st.hits[i] = hits
 	}
@@ -187,6 +208,7 @@ func (w *Writer) derive(cfg *config, recs []byte, seq uint64, span chunkSpan) {
 			continue
 		}
 		p := &a.parts[id]
+		a.beginEpoch(p, seq, w.ml.epochSpan(), st.through, st)
 		bucket, bStart, bEnd := int64(0), int64(1), int64(0)
 		base := uint32(seq)
 		for _, hit := range st.hits[st.aFilter[i]] {
@@ -222,7 +244,7 @@ func (w *Writer) endBatch(cfg *config) {
 	for _, f := range cfg.filters {
 		if p := &f.parts[id]; p.cur != nil {
 			p.cur.Publish()
-			p.tree.Published()
+			p.curEpoch.tree.Published()
 		}
 	}
 	for i, a := range cfg.aggs {

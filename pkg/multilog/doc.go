@@ -69,7 +69,10 @@
 // prefixes on indexed columns become key ranges; AND picks its most selective indexed term, OR
 // needs every term indexed and unions them. Candidates from the index are then checked with
 // the full predicate, so bucketing never changes a result (Confluo's planner misses x > 0.6
-// matching 0.7 in the same bucket). Otherwise a query scans, skipping segments by time.
+// matching 0.7 in the same bucket); only when the whole predicate is an equality or IN list on
+// an unbucketed integer, IP or MAC index, whose keys are the values themselves, does the index
+// decide alone and the candidates' timestamps are all that is read. Otherwise a query scans,
+// skipping segments by time.
 // Results come in timestamp order (ties: lower shard, then sequence) from a k-way merge of
 // the shards.
 //
@@ -86,13 +89,38 @@
 // the store, with the same answers. Retention (Store.RetentionAge, Store.MaxDiskBytes) deletes
 // whole oldest segments; each shard then has a first kept sequence number
 // (logstore.ShardLog.FirstSeq) and every read path skips what lies below it: query scans and
-// cursors, index candidates and backfills, filter logs; Read of a deleted record fails with
-// ErrDeleted. Aggregates keep the partials computed at ingest, so an aggregate over a deleted
-// range still reports what was appended; derived-log entries of deleted records are not
-// reclaimed. A query that cannot read its records (a damaged archive, records recovery found
-// lost) stops and reports why in Rows.Err (ErrRead, ErrLost), naming the shard, segment and
-// file; it never returns zero-filled records. Stats().Persist counts deletions and read
-// failures.
+// cursors, index candidates and backfills, filter logs, aggregates; Read of a deleted record
+// fails with ErrDeleted, and NumRecords counts the kept records only (Version.NumRecords
+// counts every record appended). A query that cannot read its records (a damaged archive,
+// records recovery found lost) stops and reports why in Rows.Err (ErrRead, ErrLost), naming
+// the shard, segment and file; it never returns zero-filled records. Stats().Persist counts
+// deletions and read failures.
+//
+// Derived logs follow the data that is kept. A persisted MultiLog splits each shard's part of
+// every index, filter and aggregate (and their backfills) into epochs of sequence numbers,
+// each with its own radix tree or partials (New has one epoch: nothing is ever deleted).
+// Filter and aggregate epochs span 65,536 records rounded up to whole segments. An index
+// repeats its keys in every epoch, so its epochs adapt: one closes at a segment boundary once
+// it holds 65,536 records or more and either its posting entries are at least twice its
+// per-key overhead or it holds 16 MiB (few keys: short epochs; many repeated keys: long
+// ones, so lookups visit few trees). When retention deletes segments, every epoch whose
+// records are all deleted is dropped, with its memory. Readers skip the deleted entries of the
+// epoch that straddles the first kept record; an aggregate computes that epoch's share from
+// the filter log over its kept records, so aggregates cover exactly the kept records, even in
+// a time bucket that holds deleted and kept ones.
+//
+// Memory bound: Store.MaxMemoryBytes bounds the sealed data segments in memory plus the
+// derived logs' closed epochs (DerivedBytes estimates their memory as they grow: posting
+// blocks, tree nodes, partials and their pages). Over it, Maintain archives and releases the
+// oldest sealed segments; if that is not enough, it deletes the oldest segments (counted in
+// DeletedByMemory), which drops their epochs. The fixed overhead outside the bound is, per
+// shard, one active segment and the current epoch of each derived log, and the store's
+// CacheSegments decompressed segments. A current filter or aggregate epoch holds the entries
+// of one span of records (filters: 4 bytes per match; aggregates: a partial per bucket and
+// roll-up level, in 8 KiB pages); a current index epoch at most 16 MiB plus one segment's
+// entries, or the entries of 65,536 records plus one segment if that is more (4 bytes per
+// entry, plus 150 to 250 bytes per key new in the epoch). The segment directory keeps a
+// small descriptor per segment ever written.
 //
 // # Monitoring
 //

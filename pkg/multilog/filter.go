@@ -16,12 +16,18 @@ import (
 // a radix tree from time bucket (Options.FilterBucket) to the matching records' sequence numbers
 // (4 bytes per match). Safe for concurrent use.
 //
+// Each shard's log is a list of epoch trees (epoch.go), one per run of sequence numbers, so
+// that retention drops the matches of deleted records with the epochs that held them.
+//
 // Invariants:
 //
-//  1. parts[i].tree holds, for each time bucket, exactly the sequence numbers of shard i's
-//     matching records from parts[i].start on, in increasing order; entries below the tail are
-//     published before the tail (MultiLog invariant 2).
-//  2. parts[i].backfill, once set, holds the matches below start (Backfill option).
+//  1. parts[i].epochs holds, for each time bucket, exactly the sequence numbers of shard i's
+//     matching records from parts[i].start on, in increasing order per bucket and epoch, in
+//     the epoch of their sequence number; entries below the tail are published before the
+//     tail (MultiLog invariant 2). Epochs wholly below the shard's first kept sequence number
+//     are dropped; readers skip the deleted entries of the epoch straddling it.
+//  2. parts[i].backfill, once set, holds the matches below start (Backfill option), in epochs
+//     the same way.
 type Filter struct {
 	name  string
 	f     *expr.Filter
@@ -30,13 +36,58 @@ type Filter struct {
 
 type filterPart struct {
 	start    atomic.Int64
-	tree     *radix.Tree
-	backfill atomic.Pointer[radix.Tree]
+	epochs   treeList
+	backfill treeList // set once the backfill is built (FilterBackfill option)
 
-	// Writer-private: the posting list of the bucket being appended to.
+	// Writer-private: the epoch and the posting list of the bucket being appended to.
+	curEpoch  *epochTree
 	cur       *radix.Postings
 	curBucket int64
-	_         [32]byte
+	_         [24]byte
+}
+
+// memoryBytes estimates the memory of the filter's trees (every shard, backfill included).
+func (f *Filter) memoryBytes(m *memoryUse) {
+	for i := range f.parts {
+		m.add(f.parts[i].epochs.memoryUse())
+		m.add(f.parts[i].backfill.memoryUse())
+	}
+}
+
+// dropBelow drops shard's epochs (and backfill epochs) wholly below seq, the first kept
+// sequence number.
+func (f *Filter) dropBelow(shard int, seq uint64) {
+	f.parts[shard].epochs.dropBelow(seq)
+	f.parts[shard].backfill.dropBelow(seq)
+}
+
+// eachMatch calls fn with the sequence numbers in [lo, hi) of shard sh's logged matches of f
+// in the time buckets [a, b], leaving out records retention deleted: backfill first, then
+// epoch by epoch, each in bucket order. It stops when fn returns false.
+func (f *Filter) eachMatch(sh *shard, lo, hi uint64, a, b int64, fn func(seq uint32) bool) {
+	lo = max(lo, sh.firstKept())
+	if lo >= hi || a > b {
+		return
+	}
+	part := &f.parts[sh.id]
+	var aKey, bKey [8]byte
+	bucketKey(aKey[:0], a)
+	bucketKey(bKey[:0], b)
+	add := func(seq uint32) bool {
+		if uint64(seq) < lo {
+			return true
+		}
+		return fn(seq)
+	}
+	start := part.start.Load()
+	if part.backfill.set() {
+		if !part.backfill.rangeKeys(aKey[:], bKey[:], lo, min(uint64(max(start, 0)), hi), add) {
+			return
+		}
+	}
+	if start >= 0 {
+		part.epochs.rangeKeys(aKey[:], bKey[:], lo, hi, add)
+	}
 }
 
 func (f *Filter) startOf(shard int) *atomic.Int64 { return &f.parts[shard].start }
@@ -90,7 +141,6 @@ func (ml *MultiLog) AddFilter(name, expression string, options ...FilterOption) 
 	f := &Filter{name: name, f: ef, parts: make([]filterPart, len(ml.shards))}
 	for i := range f.parts {
 		f.parts[i].start.Store(-1)
-		f.parts[i].tree = radix.New(8)
 		f.parts[i].curBucket = math.MinInt64
 	}
 	ml.mu.Lock()
@@ -109,16 +159,17 @@ func (ml *MultiLog) AddFilter(name, expression string, options ...FilterOption) 
 		var key []byte
 		for i, sh := range ml.shards {
 			start := uint64(f.parts[i].start.Load())
-			t := radix.New(8)
+			b := buildTrees{span: ml.epochSpan(), keyLen: 8, limit: start}
 			segs := sh.segments()
 			for seq := min(sh.firstKept(), start); seq < start; seq++ { // deleted records skipped
 				rec := sh.record(segs, seq)
 				if ef.Match(rec) {
 					key = bucketKey(key[:0], ml.bucketOf(schema.Timestamp(rec)))
-					_ = t.Insert(key, uint32(seq))
+					b.insert(key, seq)
 				}
 			}
-			f.parts[i].backfill.Store(t)
+			f.parts[i].backfill.store(b.list)
+			f.parts[i].backfill.dropBelow(sh.firstKept()) // deleted while the backfill ran
 		}
 	}
 	return err
@@ -231,27 +282,18 @@ func (ml *MultiLog) sortedList(sh *shard, tail uint64, seqs []uint32) cursor {
 }
 
 // filterSeqs returns the shard's logged matches of f below tail with timestamps in
-// [q.from, q.to) that also pass q.m, in sequence order.
+// [q.from, q.to) that also pass q.m, in sequence order. Records retention deleted are left out.
 func (ml *MultiLog) filterSeqs(f *Filter, sh *shard, tail uint64, q request) []uint32 {
 	if tail == 0 || q.from >= q.to {
 		return nil
 	}
-	part := &f.parts[sh.id]
 	lo, hi := ml.bucketOf(q.from), ml.bucketOf(q.to-1)
-	start := part.start.Load()
 	segs := sh.segments()
-	firstKept := sh.firstKept() // records below it were deleted by retention
 	var out []uint32
 	// collect adds the logged matches of buckets [a, b]; edge buckets (partly in the range)
 	// and an extra predicate need the records, whole buckets do not.
 	collect := func(a, b int64, check bool) {
-		var aKey, bKey [8]byte
-		bucketKey(aKey[:0], a)
-		bucketKey(bKey[:0], b)
-		add := func(seq uint32) bool {
-			if uint64(seq) < firstKept {
-				return true
-			}
+		f.eachMatch(sh, 0, tail, a, b, func(seq uint32) bool {
 			if check {
 				rec := sh.record(segs, uint64(seq))
 				ts := schema.Timestamp(rec)
@@ -261,13 +303,7 @@ func (ml *MultiLog) filterSeqs(f *Filter, sh *shard, tail uint64, q request) []u
 			}
 			out = append(out, seq)
 			return true
-		}
-		if bf := part.backfill.Load(); bf != nil {
-			bf.Range(aKey[:], bKey[:], uint32(min(uint64(max(start, 0)), tail)), add)
-		}
-		if start >= 0 {
-			part.tree.Range(aKey[:], bKey[:], uint32(tail), add)
-		}
+		})
 	}
 	collect(lo, lo, true)
 	if hi > lo {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/confluo-go/confluo/pkg/radix"
 	"github.com/confluo-go/confluo/pkg/schema"
 )
 
@@ -57,11 +56,18 @@ type derived interface {
 // of the index's bucket size. The index only narrows the candidates: a query always applies its
 // full predicate to every candidate record, so bucketing never changes a result.
 //
+// Each shard's part is a list of epoch trees (epoch.go), one per run of sequence numbers, so
+// that retention can drop the entries of deleted records with the epochs that held them.
+//
 // Invariants:
 //
-//  1. parts[i].tree holds exactly the records of shard i from parts[i].start on (once start ≥
-//     0), inserted by shard i's writer before it publishes the tail that covers them.
-//  2. parts[i].backfill, once set, holds exactly the records of shard i below start.
+//  1. parts[i].epochs holds exactly the records of shard i from parts[i].start on (once start
+//     ≥ 0) that retention has not deleted, except for those in the epoch straddling the first
+//     kept sequence number; each is inserted by shard i's writer, into the epoch of its
+//     sequence number, before the writer publishes the tail that covers it.
+//  2. parts[i].backfill, once set, holds the records of shard i below start, in epochs the same
+//     way (entries below the first kept sequence number may remain in the straddling epoch:
+//     readers skip them).
 type Index struct {
 	col    *schema.Column
 	bucket float64
@@ -71,12 +77,58 @@ type Index struct {
 
 type indexPart struct {
 	start    atomic.Int64
-	tree     *radix.Tree
-	backfill atomic.Pointer[radix.Tree]
-	_        [40]byte
+	epochs   treeList
+	backfill treeList // set once the backfill is built (Backfill option)
+
+	// Writer-private: the epoch being appended to.
+	cur *epochTree
+	_   [32]byte
 }
 
 func (ix *Index) startOf(shard int) *atomic.Int64 { return &ix.parts[shard].start }
+
+// rangeShard calls fn with the sequence numbers of shard's records (below tail) whose keys lie
+// in [lo, hi], as found in the index: epoch by epoch, each in key order, so the caller sorts.
+// It returns the sequence number below which the index does not cover the shard (its start,
+// unless a backfill covers the older records: then 0); the caller finds those by scanning.
+// Entries of records retention deleted may still be passed: the caller skips sequence
+// numbers below the shard's first kept one. For query.go's planner.
+func (ix *Index) rangeShard(shard int, lo, hi []byte, tail uint64, fn func(seq uint32) bool) (uncovered uint64) {
+	part := &ix.parts[shard]
+	start := part.start.Load()
+	if start < 0 || uint64(start) > tail {
+		start = int64(tail)
+	}
+	part.epochs.rangeKeys(lo, hi, 0, tail, fn)
+	if part.backfill.set() {
+		part.backfill.rangeKeys(lo, hi, 0, uint64(start), fn)
+		return 0
+	}
+	return uint64(start)
+}
+
+// countShard estimates the number of shard's records with keys in [lo, hi] (ignoring any
+// tail; retention-deleted records of the straddling epochs included): the planner's
+// selectivity estimate.
+func (ix *Index) countShard(shard int, lo, hi []byte) uint64 {
+	part := &ix.parts[shard]
+	return part.epochs.countRange(lo, hi, math.MaxUint64) + part.backfill.countRange(lo, hi, math.MaxUint64)
+}
+
+// memoryBytes estimates the memory of the index's trees (every shard, backfill included).
+func (ix *Index) memoryBytes(m *memoryUse) {
+	for i := range ix.parts {
+		m.add(ix.parts[i].epochs.memoryUse())
+		m.add(ix.parts[i].backfill.memoryUse())
+	}
+}
+
+// dropBelow drops shard's epochs (and backfill epochs) wholly below seq, the first kept
+// sequence number.
+func (ix *Index) dropBelow(shard int, seq uint64) {
+	ix.parts[shard].epochs.dropBelow(seq)
+	ix.parts[shard].backfill.dropBelow(seq)
+}
 
 // Column returns the indexed column's name.
 func (ix *Index) Column() string { return ix.col.Name }
@@ -118,7 +170,6 @@ func (ml *MultiLog) AddIndex(column string, bucket float64, options ...IndexOpti
 	ix := &Index{col: col, bucket: bucket, keyLen: keyLen, parts: make([]indexPart, len(ml.shards))}
 	for i := range ix.parts {
 		ix.parts[i].start.Store(-1)
-		ix.parts[i].tree = radix.New(keyLen)
 	}
 	ml.mu.Lock()
 	cfg := ml.cfg.Load()
@@ -138,13 +189,14 @@ func (ml *MultiLog) AddIndex(column string, bucket float64, options ...IndexOpti
 		var key []byte
 		for i, sh := range ml.shards {
 			start := uint64(ix.parts[i].start.Load())
-			t := radix.New(keyLen)
+			b := buildTrees{segRecords: sh.segRecords, minRecords: ml.epochRecords, keyLen: keyLen, limit: start}
 			segs := sh.segments()
 			for seq := min(sh.firstKept(), start); seq < start; seq++ { // deleted records skipped
 				key = ix.key(key[:0], sh.record(segs, seq))
-				_ = t.Insert(key, uint32(seq))
+				b.insert(key, seq)
 			}
-			ix.parts[i].backfill.Store(t)
+			ix.parts[i].backfill.store(b.list)
+			ix.parts[i].backfill.dropBelow(sh.firstKept()) // deleted while the backfill ran
 		}
 	}
 	return err

@@ -81,8 +81,9 @@ type MultiLog struct {
 	// persist links a MultiLog opened with Open to its store (persist.go); nil for New.
 	persist *persistState
 
-	// epochRecords is the number of sequence numbers per derived-log epoch (epoch.go), set by
-	// Open before any derived log exists; 0 (New) means one epoch.
+	// epochRecords is the span of filter and aggregate epochs and the least records of an
+	// index epoch (epoch.go), set by Open before any derived log exists; 0 (New) means one
+	// epoch.
 	epochRecords uint64
 }
 
@@ -461,7 +462,9 @@ func VersionOf(tails []uint64) Version { return Version{tails: append([]uint64(n
 // Tails returns a copy of the shard tails.
 func (v Version) Tails() []uint64 { return append([]uint64(nil), v.tails...) }
 
-// NumRecords is the number of records visible at v.
+// NumRecords is the number of records appended up to v (the sum of its tails), including any
+// that retention has deleted since: it only grows, so it orders versions. Snapshot.NumRecords
+// counts the records still kept.
 func (v Version) NumRecords() uint64 {
 	var n uint64
 	for _, t := range v.tails {
@@ -536,7 +539,8 @@ func (ml *MultiLog) Frozen() (Version, bool) {
 	return Version{}, false
 }
 
-// NumRecords is the number of records visible to a new snapshot.
+// NumRecords is the number of records visible to a new snapshot and not deleted by retention
+// (see Snapshot.NumRecords).
 func (ml *MultiLog) NumRecords() uint64 { return ml.Snapshot().NumRecords() }
 
 // Read returns the record ref names if a new snapshot sees it. The returned bytes alias the log
@@ -553,9 +557,17 @@ type Snapshot struct {
 // Version returns the snapshot's version.
 func (s *Snapshot) Version() Version { return s.v }
 
-// NumRecords is the number of records visible in the snapshot: every record appended up to its
-// version, including those retention has deleted since (see Persistence.Store). It only grows.
-func (s *Snapshot) NumRecords() uint64 { return s.v.NumRecords() }
+// NumRecords is the number of records visible in the snapshot that retention has not deleted
+// (as of the call; see Persistence.Store): what queries over the snapshot can still return.
+// Without persistence nothing is deleted and it equals Version().NumRecords(). Deletions make
+// it shrink; Version().NumRecords() counts every record appended and only grows.
+func (s *Snapshot) NumRecords() uint64 {
+	var n uint64
+	for i, t := range s.v.tails {
+		n += t - min(t, s.ml.shards[i].firstKept())
+	}
+	return n
+}
 
 // Read returns the record named by ref. The bytes alias the log and must not be modified.
 func (s *Snapshot) Read(ref Ref) ([]byte, error) {

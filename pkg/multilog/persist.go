@@ -45,12 +45,14 @@ type Persistence struct {
 	// keep the files under it). Segments that left memory are read back through the store
 	// transparently: queries, filters and aggregates give the same answers. Deleted segments
 	// are gone for every read path: queries, filter queries, index candidates and backfills
-	// skip their records, and Read of one fails with ErrDeleted; aggregates keep the partials
-	// computed at ingest (an aggregate over a time range that retention deleted still reports
-	// what was appended). Mode, Shards, SegmentBytes, Name, Registerer, Logger, OnRelease and
-	// OnDelete come from Persistence and the MultiLog's Options. Derived logs (indexes, filters,
-	// aggregates) stay in memory, and their entries for deleted records are not reclaimed
-	// (4 to 8 bytes per record plus its key).
+	// skip their records, aggregates leave them out, NumRecords does not count them, and Read
+	// of one fails with ErrDeleted. Derived logs (indexes, filters, aggregates) stay in memory
+	// in epochs of sequence numbers; an epoch whose records are all deleted is dropped. The
+	// memory of closed epochs counts against MaxMemoryBytes with the sealed segments: when
+	// archiving cannot keep the sum under it, the oldest segments are deleted (DeletedByMemory)
+	// (package documentation, "Memory bound", states the fixed overhead). Mode, Shards,
+	// SegmentBytes, Name, Registerer, Logger, OnRelease, OnDelete and ExtraMemoryBytes come
+	// from Persistence and the MultiLog's Options.
 	Store logstore.Options
 }
 
@@ -137,8 +139,8 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	}
 	so := p.Store
 	switch {
-	case so.OnRelease != nil || so.OnDelete != nil:
-		return nil, fmt.Errorf("%w: Store.OnRelease and Store.OnDelete are the MultiLog's own", ErrOptions)
+	case so.OnRelease != nil || so.OnDelete != nil || so.ExtraMemoryBytes != nil:
+		return nil, fmt.Errorf("%w: Store.OnRelease, Store.OnDelete and Store.ExtraMemoryBytes are the MultiLog's own", ErrOptions)
 	case p.Mode == logstore.InMemory:
 		so.Mode = logstore.Durable
 	case p.Mode == logstore.Durable || p.Mode == logstore.DurableRelaxed:
@@ -159,12 +161,24 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 			ml.releaseSegment(shard, first)
 		}
 	}
-	// Retention deleted a shard's oldest segment: the MultiLog drops its memory too; readers
-	// skip it from now on (the shard log's FirstSeq already moved past it).
+	// Retention deleted a shard's oldest segment: the MultiLog drops its memory too, and the
+	// derived-log epochs now wholly deleted; readers skip it from now on (the shard log's
+	// FirstSeq already moved past it).
 	so.OnDelete = func(shard int, first uint64) {
 		if ml := ps.ml.Load(); ml != nil {
 			ml.releaseSegment(shard, first)
+			ml.dropDeleted(shard)
 		}
+	}
+	// MaxMemoryBytes bounds the derived logs too: the store counts the memory of their closed
+	// epochs with its sealed segments, and deletes the oldest data when releasing segments is
+	// not enough. Each shard's current epoch is the fixed overhead, like its active segment:
+	// no deletion can reclaim it.
+	so.ExtraMemoryBytes = func() int64 {
+		if ml := ps.ml.Load(); ml != nil {
+			return ml.derivedMemory().closed
+		}
+		return 0
 	}
 	st, openErr := logstore.Open(p.Dir, s, so)
 	if st == nil {
@@ -185,6 +199,8 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	for _, sh := range ml.shards {
 		sh.persistent = true
 	}
+	// Derived logs come in epochs retention can drop (epoch.go); set before any exists.
+	ml.epochRecords = epochSpan(st.SegmentRecords(), true)
 	ps.store = st
 	if raw := st.Definitions(); len(raw) > 0 {
 		if err := json.Unmarshal(raw, &ps.defs); err != nil {
@@ -232,6 +248,7 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 				ml.releaseSegment(i, info.First)
 			}
 		}
+		ml.dropDeleted(i)
 	}
 	return ml, openErr
 }
@@ -534,6 +551,48 @@ func (sh *shard) recordAt(segs []*segment, seq uint64) ([]byte, error) {
 	}
 	off := int(seq-seg.first) * sh.recordSize
 	return data[off : off+sh.recordSize : off+sh.recordSize], nil
+}
+
+// dropDeleted drops the derived-log epochs (index and filter trees, aggregate partials,
+// backfills) of shard that lie wholly below its first kept sequence number. Runs after the
+// store deleted segments (OnDelete, on the goroutine running Maintain); writers go on.
+func (ml *MultiLog) dropDeleted(shard int) {
+	if shard < 0 || shard >= len(ml.shards) {
+		return
+	}
+	fk := ml.shards[shard].firstKept()
+	cfg := ml.cfg.Load()
+	for _, ix := range cfg.indexes {
+		ix.dropBelow(shard, fk)
+	}
+	for _, f := range cfg.filters {
+		f.dropBelow(shard, fk)
+	}
+	for _, a := range cfg.aggs {
+		a.dropBelow(shard, fk)
+	}
+}
+
+// DerivedBytes estimates the memory held by the derived logs (index and filter trees,
+// aggregate partials, backfills included), as tracked while they grow (allocated sizes,
+// without the allocator's rounding): it costs a few atomic loads per derived log, shard and
+// epoch. With persistence, Store.MaxMemoryBytes bounds it together with the data segments,
+// except for each shard's current epoch (the fixed overhead; see Persistence).
+func (ml *MultiLog) DerivedBytes() uint64 { return uint64(max(ml.derivedMemory().total, 0)) }
+
+func (ml *MultiLog) derivedMemory() memoryUse {
+	var m memoryUse
+	cfg := ml.cfg.Load()
+	for _, ix := range cfg.indexes {
+		ix.memoryBytes(&m)
+	}
+	for _, f := range cfg.filters {
+		f.memoryBytes(&m)
+	}
+	for _, a := range cfg.aggs {
+		a.memoryBytes(&m)
+	}
+	return m
 }
 
 // releaseSegment drops the MultiLog's reference to a sealed segment the store released.

@@ -186,10 +186,7 @@ func (ml *MultiLog) planCond(c cond) *plan {
 func (ix *Index) plan(lo, hi []byte) *plan {
 	var est uint64
 	for i := range ix.parts {
-		est += ix.parts[i].tree.CountRange(lo, hi, math.MaxUint64)
-		if b := ix.parts[i].backfill.Load(); b != nil {
-			est += b.CountRange(lo, hi, math.MaxUint64)
-		}
+		est += ix.countShard(i, lo, hi)
 	}
 	return &plan{ranges: []keyRange{{ix: ix, lo: lo, hi: hi}}, est: est}
 }
@@ -452,17 +449,7 @@ func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan, tsOut *
 	add := func(ref uint32) bool { cand = append(cand, ref); return true }
 	var scanBelow uint64 // records below this are not covered by the plan's indexes
 	for _, kr := range p.ranges {
-		part := &kr.ix.parts[sh.id]
-		start := part.start.Load()
-		if start < 0 || uint64(start) > tail {
-			start = int64(tail)
-		}
-		kr.ix.parts[sh.id].tree.Range(kr.lo, kr.hi, uint32(tail), add)
-		if b := part.backfill.Load(); b != nil {
-			b.Range(kr.lo, kr.hi, uint32(start), add)
-		} else {
-			scanBelow = max(scanBelow, uint64(start))
-		}
+		scanBelow = max(scanBelow, kr.ix.rangeShard(sh.id, kr.lo, kr.hi, tail, add))
 	}
 	slices.Sort(cand)
 	cand = slices.Compact(cand)

@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"errors"
 	"sync/atomic"
+	"unsafe"
 )
 
 // ErrKeyLen is returned (wrapped) when a key does not have the tree's key length.
@@ -47,13 +48,17 @@ const sparseMax = 16
 //     references in increasing order per tree), so a reader stops at the first one ≥ its bound.
 //  4. A posting block's count is stored after its slot is written; readers load the count first
 //     and read only slots below it.
+//  5. bytes is the writer's running estimate of the tree's memory (wbytes), stored whenever the
+//     writer publishes (Published, Insert); it only grows.
 type Tree struct {
 	keyLen int
 	root   node
 	// entries is the number of references published; written by the writer only.
 	entries atomic.Uint64
 	keys    atomic.Uint64
+	bytes   atomic.Int64
 	pending uint64 // writer only: published but not yet in entries
+	wbytes  int64  // writer only: memory allocated for the tree so far (see Bytes)
 }
 
 type node struct {
@@ -95,6 +100,20 @@ const (
 	maxBlock   = 4096
 )
 
+// Sizes for the memory estimate (Bytes): what each allocation holds, without the allocator's
+// rounding to size classes.
+const (
+	nodeBytes     = int64(unsafe.Sizeof(node{}))
+	postingsBytes = int64(unsafe.Sizeof(Postings{}))
+	blockBytes    = int64(unsafe.Sizeof(block{}))
+	refBytes      = int64(unsafe.Sizeof(uint32(0)))
+	sparseBytes   = int64(unsafe.Sizeof(sparseKids{}))
+	denseBytes    = int64(unsafe.Sizeof(denseKids{}))
+	ptrBytes      = int64(unsafe.Sizeof((*node)(nil)))
+)
+
+func sparseSize(keys, kids int) int64 { return sparseBytes + int64(keys) + int64(kids)*ptrBytes }
+
 // New returns an empty tree for keys of keyLen bytes (1..MaxKeyLen).
 func New(keyLen int) *Tree {
 	if keyLen < 1 || keyLen > MaxKeyLen {
@@ -111,6 +130,11 @@ func (t *Tree) Entries() uint64 { return t.entries.Load() }
 
 // Keys is the number of distinct keys inserted so far.
 func (t *Tree) Keys() uint64 { return t.keys.Load() }
+
+// Bytes estimates the memory the tree holds (nodes, child arrays, posting lists and blocks,
+// without allocator rounding) as of the writer's last publication. It is tracked as the tree
+// grows, so it costs one atomic load.
+func (t *Tree) Bytes() int64 { return t.bytes.Load() }
 
 func (n *node) child(b byte) *node {
 	if d := n.dense.Load(); d != nil {
@@ -131,17 +155,20 @@ func (n *node) child(b byte) *node {
 	return nil
 }
 
-// addChild publishes c at byte b; writer only, b must be absent.
-func (n *node) addChild(b byte, c *node) {
+// addChild publishes c at byte b; writer only, b must be absent. It returns the change in
+// the bytes the node's child arrays hold (the replaced array becomes garbage).
+func (n *node) addChild(b byte, c *node) int64 {
 	if d := n.dense.Load(); d != nil {
 		d[b].Store(c)
-		return
+		return 0
 	}
 	s := n.sparse.Load()
 	var keys []byte
 	var kids []*node
+	var old int64
 	if s != nil {
 		keys, kids = s.keys, s.kids
+		old = sparseSize(cap(keys), cap(kids))
 	}
 	if len(keys) >= sparseMax {
 		d := new(denseKids)
@@ -150,7 +177,7 @@ func (n *node) addChild(b byte, c *node) {
 		}
 		d[b].Store(c)
 		n.dense.Store(d)
-		return
+		return denseBytes - old
 	}
 	i := 0
 	for i < len(keys) && keys[i] < b {
@@ -161,6 +188,7 @@ func (n *node) addChild(b byte, c *node) {
 	nc := make([]*node, 0, len(kids)+1)
 	nc = append(append(append(nc, kids[:i]...), c), kids[i:]...)
 	n.sparse.Store(&sparseKids{keys: nk, kids: nc})
+	return sparseSize(cap(nk), cap(nc)) - old
 }
 
 // Insert appends ref to key's posting list and publishes it. Only one goroutine may insert
@@ -190,14 +218,16 @@ func (t *Tree) Leaf(key []byte) *Postings {
 		c := n.child(b)
 		if c == nil {
 			c = &node{}
+			t.wbytes += nodeBytes
 			if i == last {
 				p := &Postings{tree: t}
 				p.head.refs = make([]uint32, firstBlock)
 				p.last, p.wbuf = &p.head, p.head.refs
 				c.leaf = p
 				t.keys.Store(t.keys.Load() + 1)
+				t.wbytes += postingsBytes + firstBlock*refBytes
 			}
-			n.addChild(b, c)
+			t.wbytes += n.addChild(b, c)
 		}
 		n = c
 	}
@@ -225,6 +255,7 @@ func (p *Postings) grow(need int) {
 	}
 	size = min(size, maxBlock)
 	nb := &block{refs: make([]uint32, size)}
+	p.tree.wbytes += blockBytes + int64(size)*refBytes
 	b.n.Store(uint32(p.wn)) // a full block is published before the next is linked
 	b.next.Store(nb)
 	p.last, p.wbuf, p.wn = nb, nb.refs, 0
@@ -256,11 +287,14 @@ func (p *Postings) Publish() {
 }
 
 // Published adds the references published since the last call to Entries (one atomic store
-// for any number of Publish calls). Writer only.
+// for any number of Publish calls) and stores the memory estimate (Bytes). Writer only.
 func (t *Tree) Published() {
 	if t.pending > 0 {
 		t.entries.Store(t.entries.Load() + t.pending)
 		t.pending = 0
+	}
+	if t.wbytes != t.bytes.Load() {
+		t.bytes.Store(t.wbytes)
 	}
 }
 

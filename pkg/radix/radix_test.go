@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -141,4 +142,43 @@ func BenchmarkInsert(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestBytesTracksHeap checks the tree's memory estimate against the heap it really holds:
+// within the allocator's rounding, for trees of unique keys and of repeated keys.
+func TestBytesTracksHeap(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		space int // distinct keys
+	}{{"unique keys", 1 << 30}, {"repeated keys", 1000}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			tr := New(4)
+			rng := rand.New(rand.NewPCG(1, 2))
+			var key [4]byte
+			last := int64(0)
+			for ref := range uint32(200_000) {
+				binary.BigEndian.PutUint32(key[:], uint32(rng.IntN(tc.space)))
+				if err := tr.Insert(key[:], ref); err != nil {
+					t.Fatal(err)
+				}
+				if b := tr.Bytes(); b < last {
+					t.Fatalf("Bytes went down from %d to %d", last, b)
+				} else {
+					last = b
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			est := tr.Bytes()
+			runtime.KeepAlive(tr)
+			if est < heap/2 || est > heap*3/2 {
+				t.Fatalf("estimate %d bytes, heap grew by %d", est, heap)
+			}
+			t.Logf("%d keys: estimate %d bytes, heap %d", tr.Keys(), est, heap)
+		})
+	}
 }

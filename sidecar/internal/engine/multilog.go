@@ -354,7 +354,7 @@ func (s *Store) Query(ctx context.Context, req wire.QueryRequest, limit int) (*w
 		from, skip = max(from, c.From), c.Skip
 	}
 	reply := &wire.QueryReply{MultiLog: e.name, Schema: sch.String(), Rows: [][]any{},
-		Version: snap.NumRecords(), Consistency: "snapshot"}
+		Version: snap.Version().NumRecords(), Consistency: "snapshot"}
 	for _, c := range cols {
 		reply.Columns = append(reply.Columns, wire.ColumnInfo{Name: c.Name, Type: c.TypeString()})
 	}
@@ -536,7 +536,7 @@ func (s *Store) Aggregate(ctx context.Context, req wire.AggregateRequest) (*wire
 			return nil, wire.Errorf(wire.CodeNotFound, "aggregate %q: %v", req.Name, err)
 		}
 		return &wire.AggregateReply{MultiLog: e.name, Func: named.agg.String(), Value: v.Float(), Count: v.Count,
-			Version: snap.NumRecords(), Consistency: "snapshot"}, nil
+			Version: snap.Version().NumRecords(), Consistency: "snapshot"}, nil
 	}
 	agg, err := compileAggregate(req.Func, e.ml.Schema())
 	if err != nil {
@@ -562,7 +562,7 @@ func (s *Store) Aggregate(ctx context.Context, req wire.AggregateRequest) (*wire
 		acc.add(rows.Record())
 	}
 	return &wire.AggregateReply{MultiLog: e.name, Func: agg.String(), Value: acc.value(), Count: acc.count,
-		Version: snap.NumRecords(), Consistency: "snapshot"}, nil
+		Version: snap.Version().NumRecords(), Consistency: "snapshot"}, nil
 }
 
 // AddFilter implements Engine: the filter becomes a derived filter log of the MultiLog,
