@@ -28,6 +28,7 @@ func (ml *MultiLog) registerMetrics(reg prometheus.Registerer) error {
 	collectors := []prometheus.Collector{
 		counter("records_total", "Records appended and published.", func() float64 { return float64(ml.current().NumRecords()) }),
 		gauge("segment_bytes", "Bytes held by data-log segments.", func() float64 { return float64(ml.MemoryBytes()) }),
+		gauge("derived_bytes", "Bytes held by derived logs (indexes, filters, aggregates), as accounted for the memory bound.", func() float64 { return float64(ml.DerivedBytes()) }),
 		counter("monitor_ticks_total", "Monitor passes.", func() float64 { return float64(m.ticks.Load()) }),
 		counter("monitor_overruns_total", "Monitor passes longer than the monitor interval.", func() float64 { return float64(m.overruns.Load()) }),
 		counter("window_evaluations_total", "Trigger windows evaluated.", func() float64 { return float64(m.evaluations.Load()) }),

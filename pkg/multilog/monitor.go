@@ -555,7 +555,8 @@ func (ml *MultiLog) SubscribeChan(ch chan<- Alert) (cancel func()) {
 
 // Stats are counters of a MultiLog.
 type Stats struct {
-	Records         uint64 // visible records
+	Records         uint64 // records appended and published (Version.NumRecords: deleted ones included)
+	DerivedBytes    uint64 // memory of derived logs (DerivedBytes)
 	MonitorTicks    uint64
 	MonitorOverruns uint64       // ticks that took longer than MonitorInterval
 	Evaluations     uint64       // window evaluations (of windows holding data)
@@ -569,6 +570,7 @@ func (ml *MultiLog) Stats() Stats {
 	m := ml.monitor
 	return Stats{
 		Records:         ml.current().NumRecords(),
+		DerivedBytes:    ml.DerivedBytes(),
 		MonitorTicks:    m.ticks.Load(),
 		MonitorOverruns: m.overruns.Load(),
 		Evaluations:     m.evaluations.Load(),

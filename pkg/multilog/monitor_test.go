@@ -158,6 +158,9 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := ml.AddIndex("k", 0); err != nil {
+		t.Fatal(err)
+	}
 	rec, _ := s.Encode(uint64(1), uint32(2))
 	_ = ml.Writer(0).Append(rec)
 	families, err := reg.Gather()
@@ -165,13 +168,20 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := false
+	derived := -1.0
 	for _, f := range families {
-		if f.GetName() == "confluo_multilog_records_total" {
+		switch f.GetName() {
+		case "confluo_multilog_records_total":
 			found = f.GetMetric()[0].GetCounter().GetValue() == 1
+		case "confluo_multilog_derived_bytes":
+			derived = f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
 	if !found {
 		t.Fatal("confluo_multilog_records_total is not 1")
+	}
+	if want := ml.Stats().DerivedBytes; derived <= 0 || derived != float64(want) {
+		t.Fatalf("confluo_multilog_derived_bytes = %v, Stats().DerivedBytes = %d: want equal and > 0 with an index", derived, want)
 	}
 	if _, err := New(s, Options{Writers: 1, Registerer: reg, Name: "test"}); !errors.Is(err, ErrOptions) {
 		t.Fatalf("duplicate registration: %v", err)
