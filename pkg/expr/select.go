@@ -2,6 +2,7 @@ package expr
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 )
 
@@ -22,6 +23,11 @@ func (f *Filter) Select(recs []byte, dst []int32) []int32 {
 	n := len(recs) / size
 	if n == 0 {
 		return dst
+	}
+	if rs, ok := f.s.(*rangeSelector); ok {
+		if out, ok := rs.selectAll(recs[:n*size], size, dst); ok {
+			return out
+		}
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
@@ -281,6 +287,55 @@ func (s *rangeSelector) refine(recs []byte, size int, sel []int32, _ *scratch) [
 		}
 	}
 	return sel[:w]
+}
+
+// selectAll is refine over every record of recs, appending the matches' indexes to dst: a
+// filter that is one comparison (the common case) runs as a single loop over the records,
+// without an identity selection vector to fill and read back. ok is false for the kinds it
+// does not specialise; the caller then refines as usual.
+func (s *rangeSelector) selectAll(recs []byte, size int, dst []int32) (_ []int32, ok bool) {
+	n := len(recs) / size
+	base := len(dst)
+	dst = slices.Grow(dst, n)[:base+n]
+	out := dst[base:]
+	off, lo, span := s.off, s.r.lo, s.r.span
+	neg := b2i(s.r.neg)
+	w := 0
+	switch s.kind {
+	case loadU8:
+		for i := range n {
+			key := uint64(recs[i*size+off])
+			out[w] = int32(i)
+			w += b2i(key-lo <= span) ^ neg
+		}
+	case loadU16:
+		for i := range n {
+			key := uint64(binary.LittleEndian.Uint16(recs[i*size+off:]))
+			out[w] = int32(i)
+			w += b2i(key-lo <= span) ^ neg
+		}
+	case loadU32:
+		for i := range n {
+			key := uint64(binary.LittleEndian.Uint32(recs[i*size+off:]))
+			out[w] = int32(i)
+			w += b2i(key-lo <= span) ^ neg
+		}
+	case loadU64:
+		for i := range n {
+			key := binary.LittleEndian.Uint64(recs[i*size+off:])
+			out[w] = int32(i)
+			w += b2i(key-lo <= span) ^ neg
+		}
+	case loadBE32:
+		for i := range n {
+			key := uint64(binary.BigEndian.Uint32(recs[i*size+off:]))
+			out[w] = int32(i)
+			w += b2i(key-lo <= span) ^ neg
+		}
+	default:
+		return dst[:base], false
+	}
+	return dst[:base+w], true
 }
 
 // b2i is 1 for true and 0 for false; the compiler makes it a SETcc, not a branch.

@@ -249,11 +249,7 @@ func (s *Snapshot) QueryFilter(name string, from, to int64, extra string, limit 
 		seqs := s.ml.filterSeqs(f, sh, tail, q)
 		r.curs = append(r.curs, s.ml.sortedList(sh, tail, seqs))
 	}
-	r.heads = make([]head, len(r.curs))
-	for i, c := range r.curs {
-		h := &r.heads[i]
-		h.ts, h.seq, h.rec, h.ok = c.next()
-	}
+	r.start()
 	return r, nil
 }
 

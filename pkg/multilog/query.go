@@ -251,6 +251,10 @@ type head struct {
 	ts  int64
 	seq uint64
 	rec []byte
+	// The cursor's shard, and the cursor itself if it is a scan (the common case), so that
+	// taking a row makes no interface call.
+	shard int
+	scan  *scanCursor
 }
 
 // cursor yields one shard's matches in timestamp order. A cursor that fails to read its
@@ -274,12 +278,19 @@ func (ml *MultiLog) rows(v Version, q request) *Rows {
 		}
 		r.curs = append(r.curs, ml.shardCursor(sh, tail, q, p))
 	}
+	r.start()
+	return r
+}
+
+// start loads every cursor's first row.
+func (r *Rows) start() {
 	r.heads = make([]head, len(r.curs))
 	for i, c := range r.curs {
 		h := &r.heads[i]
+		h.shard = c.shard()
+		h.scan, _ = c.(*scanCursor)
 		h.ts, h.seq, h.rec, h.ok = c.next()
 	}
-	return r
 }
 
 // Next advances to the next row; it returns false when there are no more (or the limit is
@@ -339,9 +350,9 @@ func (r *Rows) Next() bool {
 func (r *Rows) take(i int) {
 	prevTS, prev := r.ts, r.ref
 	h := &r.heads[i]
-	r.rec, r.ts, r.ref = h.rec, h.ts, MakeRef(r.curs[i].shard(), h.seq)
-	if sc, ok := r.curs[i].(*scanCursor); ok {
-		h.ts, h.seq, h.rec, h.ok = sc.next()
+	r.rec, r.ts, r.ref = h.rec, h.ts, MakeRef(h.shard, h.seq)
+	if h.scan != nil {
+		h.ts, h.seq, h.rec, h.ok = h.scan.next()
 	} else {
 		h.ts, h.seq, h.rec, h.ok = r.curs[i].next()
 	}
