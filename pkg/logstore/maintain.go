@@ -231,10 +231,10 @@ func (st *Store) deleteFront(l *ShardLog, seg *segment, why deleteReason, res *M
 	l.mu.Lock()
 	segs := l.segments()
 	rest := append([]*segment(nil), segs[1:]...)
-	l.setSegmentsLocked(rest)
 	if len(rest) == 0 {
-		l.firstSeq.Store(seg.first + uint64(seg.capacity))
+		l.firstSeq.Store(seg.first + uint64(seg.capacity)) // before the list: see setSegmentsLocked
 	}
+	l.setSegmentsLocked(rest)
 	seg.dropped = true
 	var d doomedFiles
 	if seg.rawPath != "" {

@@ -141,11 +141,14 @@ func (l *ShardLog) FirstSeq() uint64 { return l.firstSeq.Load() }
 
 func (l *ShardLog) segments() []*segment { return *l.segs.Load() }
 
+// setSegmentsLocked publishes segs (l.mu held). firstSeq is raised before a shorter list is
+// published: a reader that loads the list and then firstSeq (find) must see a deletion as
+// ErrDropped, never as a missing record.
 func (l *ShardLog) setSegmentsLocked(segs []*segment) {
-	l.segs.Store(&segs)
 	if len(segs) > 0 {
 		l.firstSeq.Store(segs[0].first)
 	}
+	l.segs.Store(&segs)
 }
 
 // Append appends records laid end to end (a multiple of the record size) and returns the

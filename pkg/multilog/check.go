@@ -12,14 +12,19 @@ func (sh *shard) checkBeforePublish(newTail uint64) {
 	if old := sh.tail.Load(); newTail < old {
 		panic(fmt.Sprintf("multilog: invariant: shard %d tail going back %d → %d", sh.id, old, newTail))
 	}
-	segs := sh.segments()
+	d := sh.segments()
 	need := (newTail + uint64(sh.segRecords) - 1) / uint64(sh.segRecords)
-	if uint64(len(segs)) < need {
-		panic(fmt.Sprintf("multilog: invariant: shard %d has %d segments for tail %d", sh.id, len(segs), newTail))
+	if d.base+uint64(len(d.segs)) < need {
+		panic(fmt.Sprintf("multilog: invariant: shard %d has segments %d+%d for tail %d", sh.id, d.base, len(d.segs), newTail))
 	}
-	for i, seg := range segs {
-		if seg.first != uint64(i*sh.segRecords) {
-			panic(fmt.Sprintf("multilog: invariant: shard %d segment %d starts at %d", sh.id, i, seg.first))
+	// segDir invariant 1: the directory starts at or below the first kept record (checked once
+	// the shard is attached to its log: replay starts the directory at the store's FirstSeq).
+	if fk := sh.firstKept(); sh.log != nil && d.base*uint64(sh.segRecords) > fk {
+		panic(fmt.Sprintf("multilog: invariant: shard %d directory starts at segment %d, first kept record %d", sh.id, d.base, fk))
+	}
+	for i, seg := range d.segs {
+		if seg.first != (d.base+uint64(i))*uint64(sh.segRecords) {
+			panic(fmt.Sprintf("multilog: invariant: shard %d segment %d starts at %d", sh.id, d.base+uint64(i), seg.first))
 		}
 	}
 }

@@ -120,7 +120,8 @@
 // roll-up level, in 8 KiB pages); a current index epoch at most 16 MiB plus one segment's
 // entries, or the entries of 65,536 records plus one segment if that is more (4 bytes per
 // entry, plus 150 to 250 bytes per key new in the epoch). The segment directory keeps a
-// small descriptor per segment ever written.
+// small descriptor per kept segment (deleted ones are dropped when the shard starts its next
+// segment), in a slice of at most a few times that many pointers.
 //
 // # Monitoring
 //

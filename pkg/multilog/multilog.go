@@ -100,8 +100,10 @@ type shard struct {
 	// unorderedFrom is the first sequence whose timestamp is below its predecessor's, or
 	// MaxUint64 while the shard is in timestamp order.
 	unorderedFrom atomic.Uint64
-	// dir is the segment directory; it holds at least ceil(tail/segRecords) segments.
-	dir atomic.Pointer[[]*segment]
+	// dir is the segment directory (see segDir): the kept segments from dir.base on, through
+	// at least segment ceil(tail/segRecords)-1. Stored only by the writer (newSegment) and by
+	// replay before the MultiLog is shared.
+	dir atomic.Pointer[segDir]
 
 	id         int
 	segRecords int
@@ -128,10 +130,35 @@ type shard struct {
 
 	// Writer-private state.
 	wWatermark int64
-	next       uint64 // next sequence number (== tail outside a batch)
-	segs       []*segment
+	next       uint64   // next sequence number (== tail outside a batch)
+	active     *segment // the segment appends go to (nil before the first; full: make a new one)
 	lastTS     int64
 	_          [64]byte
+}
+
+// segDir is a published segment directory of a shard: segment base+i is segs[i], and holds
+// the records [(base+i)·segRecords, (base+i+1)·segRecords). Immutable once published: the
+// writer publishes a new one for every new segment (appending may share the backing array;
+// the slots it writes are beyond the len of every published directory, so no reader sees
+// them before the new directory is published, which happens before the tail covers them).
+//
+// Invariants:
+//
+//  1. base·segRecords ≤ the shard's first kept record (firstKept) as of any moment after the
+//     directory is published: the writer raises base only to a segment retention already
+//     deleted (persistence; without it base stays 0). So a reader that loads the directory
+//     and then firstKept finds every kept record at or above firstKept in the directory.
+//  2. A reader may hold an older directory: it keeps its slice (and the dropped segments)
+//     alive and reads deleted segments through them as before (ErrDeleted, or zeros on the
+//     paths that cannot fail). A reader that loaded firstKept before a newer directory may
+//     ask for a record below base: record reads it as zeros, recordAt returns ErrDeleted.
+//  3. The descriptors of dropped segments stay reachable only through the unused prefix of a
+//     backing array, which append replaces once the kept window outgrows it: the memory of
+//     the directory is bounded by a small multiple of the kept segments, not by every
+//     segment ever written.
+type segDir struct {
+	base uint64 // index (first / segRecords) of segs[0]
+	segs []*segment
 }
 
 // segment is a fixed-size slab of whole records: the unit that persistence writes to a file and
@@ -181,8 +208,7 @@ func New(s *schema.Schema, opts Options) (*MultiLog, error) {
 		sh.unorderedFrom.Store(math.MaxUint64)
 		sh.watermark.Store(math.MinInt64)
 		sh.wWatermark = math.MinInt64
-		segs := []*segment(nil)
-		sh.dir.Store(&segs)
+		sh.dir.Store(&segDir{})
 		ml.shards[i] = sh
 		ml.writers[i] = Writer{ml: ml, sh: sh, rs: s.RecordSize}
 	}
@@ -271,10 +297,8 @@ func (w *Writer) AppendBatch(recs []byte) error {
 	prev := sh.lastTS
 	batchMax := int64(math.MinInt64)
 	for len(recs) > 0 {
-		var seg *segment
-		if k := len(sh.segs); k > 0 && sh.segs[k-1].used < sh.segRecords {
-			seg = sh.segs[k-1]
-		} else {
+		seg := sh.active
+		if seg == nil || seg.used == sh.segRecords {
 			seg = sh.newSegment(seq)
 		}
 		k := min(sh.segRecords-seg.used, len(recs)/rs)
@@ -370,11 +394,28 @@ func (sh *shard) newSegment(first uint64) *segment {
 	}
 	seg.minTS.Store(math.MaxInt64)
 	seg.maxTS.Store(math.MinInt64)
+	old := sh.dir.Load()
+	base, segs := old.base, old.segs
+	// Drop the segments retention deleted (below firstKept, a segment boundary; the active
+	// segment is never deleted): without this the directory would keep a descriptor for
+	// every segment ever written. Readers holding the old directory keep its slice.
+	if keep := sh.firstKept() / uint64(sh.segRecords); keep > base {
+		drop := min(keep-base, uint64(len(segs)))
+		for _, d := range segs[:drop] {
+			// Deleted: the store let go of the memory; so do we, in case this ran before
+			// OnDelete's releaseSegment, which then no longer finds the segment.
+			d.mem.Store(nil)
+		}
+		segs = segs[drop:]
+		base += drop
+	}
+	if invariants && base+uint64(len(segs)) != sh.segIndex(first) {
+		panic(fmt.Sprintf("multilog: invariant: shard %d: segment %d after directory %d+%d", sh.id, first, base, len(segs)))
+	}
 	// Writing a slot inside the capacity is invisible to readers until the tail covers it; a
-	// new backing array is published before the tail (invariant 2).
-	sh.segs = append(sh.segs, seg)
-	segs := sh.segs
-	sh.dir.Store(&segs)
+	// new backing array is published before the tail (invariant 2; segDir).
+	sh.dir.Store(&segDir{base: base, segs: append(segs, seg)})
+	sh.active = seg
 	return seg
 }
 
@@ -397,9 +438,15 @@ func (sh *shard) segIndex(seq uint64) uint64 {
 	return hi
 }
 
-// record returns the record at seq, which must be below a tail the caller loaded.
-func (sh *shard) record(segs []*segment, seq uint64) []byte {
-	seg := segs[sh.segIndex(seq)]
+// record returns the record at seq, which must be below a tail the caller loaded, from
+// directory d (loaded after that tail). A record retention deleted reads as zeros (seg.bytes),
+// also when d no longer holds its segment (segDir invariant 2).
+func (sh *shard) record(d *segDir, seq uint64) []byte {
+	i := sh.segIndex(seq) - d.base // wraps for seq below base
+	if i >= uint64(len(d.segs)) {
+		return sh.recordOutside(d, seq)
+	}
+	seg := d.segs[i]
 	if seg.fixed != nil {
 		off := int(seq-seg.first) * sh.recordSize
 		return seg.fixed[off : off+sh.recordSize : off+sh.recordSize]
@@ -408,7 +455,17 @@ func (sh *shard) record(segs []*segment, seq uint64) []byte {
 	return seg.bytes(sh)[off : off+sh.recordSize : off+sh.recordSize]
 }
 
-func (sh *shard) segments() []*segment { return *sh.dir.Load() }
+// recordOutside is record for a seq whose segment d does not hold: zeros below d.base (the
+// segment was deleted); above d's last segment the caller broke its contract.
+func (sh *shard) recordOutside(d *segDir, seq uint64) []byte {
+	if sh.segIndex(seq) < d.base {
+		return make([]byte, sh.recordSize)
+	}
+	panic(fmt.Sprintf("multilog: shard %d: record %d beyond directory %d+%d", sh.id, seq, d.base, len(d.segs)))
+}
+
+// segments loads the shard's segment directory.
+func (sh *shard) segments() *segDir { return sh.dir.Load() }
 
 // claim makes the writer adopt cfg: it claims the start sequence of every derived log it has
 // not seen before (invariant 5).
@@ -589,7 +646,7 @@ func (s *Snapshot) Read(ref Ref) ([]byte, error) {
 func (ml *MultiLog) MemoryBytes() uint64 {
 	var n uint64
 	for _, sh := range ml.shards {
-		for _, seg := range sh.segments() {
+		for _, seg := range sh.segments().segs {
 			if m := seg.mem.Load(); m != nil {
 				n += uint64(len(*m))
 			}

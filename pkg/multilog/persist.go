@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -238,7 +237,7 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	// released here too.
 	for i, sh := range ml.shards {
 		l := st.Shard(i)
-		for _, seg := range sh.segments() {
+		for _, seg := range sh.segments().segs {
 			if seg.first < l.FirstSeq() {
 				seg.mem.Store(nil)
 			}
@@ -296,14 +295,13 @@ func (ml *MultiLog) replay(st *logstore.Store, ps *persistState) error {
 			}
 			if info.Sealed && !info.InMemory && release && len(info.Holes) == 0 {
 				// Under a memory bound, restored sealed segments are read from the store.
-				sh.segs[len(sh.segs)-1].mem.Store(nil)
+				sh.active.mem.Store(nil)
 			}
 		}
 		if sh.next != l.Tail() {
 			return fmt.Errorf("multilog: restore shard %d: %d records replayed, the store has %d", i, sh.next, l.Tail())
 		}
-		if k := len(sh.segs); k > 0 && sh.segs[k-1].used < sh.segRecords {
-			seg := sh.segs[k-1]
+		if seg := sh.active; seg != nil && seg.used < sh.segRecords {
 			first, mem, next, err := l.Reserve()
 			if err != nil {
 				return fmt.Errorf("multilog: restore shard %d: %w", i, err)
@@ -331,23 +329,21 @@ func lostError(damage []logstore.Damage, shard int, first uint64, h logstore.Hol
 	return fmt.Errorf("%w: shard %d records %d..%d of segment %d (%s)", ErrLost, shard, h.First, h.First+h.Count-1, first, file)
 }
 
-// skipDeleted advances an empty or segment-aligned shard to seq, which is a segment boundary,
-// with placeholder segments for the records retention deleted (no memory; readers skip them).
-// Used by replay only, before the MultiLog is shared.
+// skipDeleted advances an empty or segment-aligned shard to seq, which is a segment boundary:
+// retention deleted the records below it. The directory restarts at seq's segment (segDir
+// base), without the segments below it: no placeholder per deleted segment. Used by replay
+// only, before the MultiLog is shared.
 func (sh *shard) skipDeleted(seq uint64) {
 	if seq <= sh.next {
 		return
 	}
-	for sh.next < seq {
-		seg := &segment{first: sh.next, used: sh.segRecords, wMin: math.MaxInt64, wMax: math.MinInt64}
-		seg.minTS.Store(math.MaxInt64)
-		seg.maxTS.Store(math.MinInt64)
-		sh.segs = append(sh.segs, seg)
-		sh.next += uint64(sh.segRecords)
+	for _, seg := range sh.segments().segs {
+		seg.mem.Store(nil) // all below seq: deleted since replay read them
 	}
-	segs := sh.segs
-	sh.dir.Store(&segs)
-	sh.tail.Store(sh.next)
+	sh.dir.Store(&segDir{base: sh.segIndex(seq)})
+	sh.active = nil
+	sh.next = seq
+	sh.tail.Store(seq)
 }
 
 // firstKept is the first sequence number of the shard that retention has not deleted (0
@@ -535,16 +531,25 @@ func (seg *segment) read(sh *shard) ([]byte, error) {
 	return nil, fmt.Errorf("%w: shard %d segment %d: %w", ErrRead, sh.id, seg.first, err)
 }
 
-// recordAt returns the record at seq (below a tail the caller loaded), or why it cannot be
-// read: ErrDeleted (retention), ErrLost (damage found by recovery) or ErrRead.
-func (sh *shard) recordAt(segs []*segment, seq uint64) ([]byte, error) {
+// recordAt returns the record at seq (below a tail the caller loaded) from directory d (loaded
+// after that tail), or why it cannot be read: ErrDeleted (retention), ErrLost (damage found by
+// recovery) or ErrRead.
+func (sh *shard) recordAt(d *segDir, seq uint64) ([]byte, error) {
 	if seq < sh.firstKept() {
 		return nil, fmt.Errorf("%w: shard %d record %d (oldest kept %d)", ErrDeleted, sh.id, seq, sh.firstKept())
 	}
 	if err := sh.lostIn(seq, seq+1); err != nil {
 		return nil, err
 	}
-	seg := segs[sh.segIndex(seq)]
+	i := sh.segIndex(seq) - d.base // wraps for seq below base
+	if i >= uint64(len(d.segs)) {
+		if sh.segIndex(seq) < d.base {
+			// firstKept rose past seq after the check above (segDir invariant 1).
+			return nil, fmt.Errorf("%w: shard %d record %d (directory starts at %d)", ErrDeleted, sh.id, seq, d.base*uint64(sh.segRecords))
+		}
+		return nil, fmt.Errorf("%w: shard %d record %d beyond directory %d+%d", ErrBadRef, sh.id, seq, d.base, len(d.segs))
+	}
+	seg := d.segs[i]
 	data, err := seg.read(sh)
 	if err != nil {
 		return nil, err
@@ -601,9 +606,10 @@ func (ml *MultiLog) releaseSegment(shard int, first uint64) {
 		return
 	}
 	sh := ml.shards[shard]
-	segs := sh.segments()
-	if i := first / uint64(sh.segRecords); i < uint64(len(segs)) && segs[i].first == first {
-		segs[i].mem.Store(nil)
+	d := sh.segments()
+	// A segment below base is out of the directory already (newSegment released its memory).
+	if i := first/uint64(sh.segRecords) - d.base; i < uint64(len(d.segs)) && d.segs[i].first == first {
+		d.segs[i].mem.Store(nil)
 	}
 }
 

@@ -509,18 +509,19 @@ func (ml *MultiLog) planSeqs(sh *shard, tail uint64, q request, p *plan, tsOut *
 }
 
 // loadTimestamps sets tss[i] to the timestamp of record cand[i] of a shard without
-// persistence (every segment's fixed memory set). It is the hot loop of an indexed lookup: a
-// run of independent loads, each a likely cache and TLB miss, kept free of calls so the
-// processor can overlap many of them.
-func (sh *shard) loadTimestamps(segs []*segment, cand []uint32, tss []int64) {
+// persistence (every segment's fixed memory set, nothing deleted) from its directory d. It is
+// the hot loop of an indexed lookup: a run of independent loads, each a likely cache and TLB
+// miss, kept free of calls so the processor can overlap many of them.
+func (sh *shard) loadTimestamps(d *segDir, cand []uint32, tss []int64) {
 	magic, rs := sh.segMagic, sh.recordSize
+	segs, base := d.segs, d.base // base is 0 without persistence; subtracted for safety
 	tss = tss[:len(cand)]
 	for i, seq := range cand {
 		si := uint64(seq) // segRecords == 1
 		if magic != 0 {
 			si, _ = bits.Mul64(magic, uint64(seq)) // seq / segRecords (see segIndex)
 		}
-		seg := segs[si]
+		seg := segs[si-base]
 		off := int(uint64(seq)-seg.first) * rs
 		tss[i] = int64(binary.LittleEndian.Uint64(seg.fixed[off:]))
 	}
@@ -556,7 +557,13 @@ const selectChunk = 256
 // stops at the first segment it cannot read and returns why.
 func (ml *MultiLog) scan(sh *shard, tail, lo, hi uint64, q request, fn func(seq uint64, rec []byte) bool) error {
 	lo = max(lo, sh.firstKept())
-	segs := sh.segments()
+	d := sh.segments()
+	segs := d.segs
+	// Start at lo's segment: the ones below are deleted or out of range. (lo may lie below
+	// the directory if retention deleted more since firstKept was loaded.)
+	if i := sh.segIndex(lo); i > d.base {
+		segs = segs[min(i-d.base, uint64(len(segs))):]
+	}
 	rs := sh.recordSize
 	bs, _ := q.m.(batchSelector)
 	var sel []int32
@@ -636,14 +643,19 @@ type scanCursor struct {
 }
 
 func newScanCursor(sh *shard, tail uint64, q request) *scanCursor {
-	c := &scanCursor{sh: sh, segs: sh.segments(), q: q, tail: tail, from: q.from, to: q.to}
+	d := sh.segments()
+	c := &scanCursor{sh: sh, q: q, tail: tail, from: q.from, to: q.to}
 	c.bs, _ = q.m.(batchSelector)
-	nseg := int((tail + uint64(sh.segRecords) - 1) / uint64(sh.segRecords))
-	c.segs = c.segs[:nseg]
+	// c.segs are the directory's segments below the tail (none if retention deleted them all);
+	// c.si indexes c.segs, so segment c.si is number d.base+c.si of the shard.
+	nseg := (tail + uint64(sh.segRecords) - 1) / uint64(sh.segRecords)
+	c.segs = d.segs[:min(nseg-min(nseg, d.base), uint64(len(d.segs)))]
 	// Find the first segment that may hold from: the segments are in timestamp order. Deleted
 	// segments (below the first kept record, a segment boundary) are skipped.
 	c.si = sort.Search(len(c.segs), func(i int) bool { return c.segs[i].maxTS.Load() >= q.from })
-	c.si = max(c.si, int(min(sh.firstKept()/uint64(sh.segRecords), uint64(len(c.segs)))))
+	if keep := sh.firstKept() / uint64(sh.segRecords); keep > d.base {
+		c.si = max(c.si, int(min(keep-d.base, uint64(len(c.segs)))))
+	}
 	c.load()
 	if c.data != nil && q.from != MinTime {
 		rs := sh.recordSize
@@ -755,7 +767,7 @@ func (c *scanCursor) nextSelected() (int64, uint64, []byte, bool) {
 // listCursor yields precomputed sequence numbers (or, with e set, nothing).
 type listCursor struct {
 	sh   *shard
-	segs []*segment
+	segs *segDir
 	seqs []uint32
 	tss  []int64 // nil, or the timestamps of seqs (in-memory shards only)
 	i    int
