@@ -250,24 +250,6 @@ func (l *treeList) rangeKeys(lo, hi []byte, from, bound uint64, fn func(uint32) 
 	return true
 }
 
-// get calls fn for each entry under key of the epochs that overlap [from, bound), skipping
-// entries at or above bound, in increasing order.
-func (l *treeList) get(key []byte, from, bound uint64, fn func(uint32) bool) bool {
-	for _, e := range l.load() {
-		if e.first >= bound {
-			break
-		}
-		end := e.end.Load()
-		if end <= from {
-			continue
-		}
-		if !e.tree.Get(key, uint32(min(bound, end)), fn) {
-			return false
-		}
-	}
-	return true
-}
-
 // countRange is the number of entries (ignoring any bound) under keys in [lo, hi].
 func (l *treeList) countRange(lo, hi []byte, limit uint64) uint64 {
 	var n uint64
