@@ -78,6 +78,9 @@ type denseKids [256]atomic.Pointer[node]
 // previous one up to 4,096. Readers use it through Tree; the writer may append through Leaf.
 type Postings struct {
 	head block
+	// count is the number of references published by Publish, so that Len (the planner's
+	// estimate) reads the list's first cache line instead of chasing every block.
+	count atomic.Uint64
 
 	// Writer only.
 	wbuf  []uint32 // last.refs, kept here so Add touches one cache line
@@ -282,6 +285,7 @@ func (p *Postings) Publish() {
 		return
 	}
 	p.last.n.Store(uint32(p.wn))
+	p.count.Store(p.count.Load() + p.added)
 	p.tree.pending += p.added
 	p.added = 0
 }
@@ -298,18 +302,9 @@ func (t *Tree) Published() {
 	}
 }
 
-// Len is the number of published references.
-func (p *Postings) Len() uint64 {
-	var n uint64
-	for b := &p.head; b != nil; b = b.next.Load() {
-		k := b.n.Load()
-		n += uint64(k)
-		if int(k) < len(b.refs) {
-			break
-		}
-	}
-	return n
-}
+// Len is the number of references published by Publish (references in a block that filled
+// up since are counted at the next Publish). One atomic load.
+func (p *Postings) Len() uint64 { return p.count.Load() }
 
 // Each calls fn for each published reference below bound, in increasing order, until fn
 // returns false; it reports whether fn never did.
