@@ -197,15 +197,7 @@ func TestPersistArchiveEquivalence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ml.AddIndex("dport", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddFilter("web", "dport == 80"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddAggregate("web_bytes", "web", "SUM(len)"); err != nil {
-		t.Fatal(err)
-	}
+	addWebLogs(t, ml)
 	appendAll(t, ml, s, 0, 2000)
 	before := collect(t, ml)
 	res, err := ml.Store().Maintain()
@@ -241,15 +233,7 @@ func TestPersistMemoryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ml.AddIndex("dport", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddFilter("web", "dport == 80"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddAggregate("web_bytes", "web", "SUM(len)"); err != nil {
-		t.Fatal(err)
-	}
+	addWebLogs(t, ml)
 	appendAll(t, ml, s, 0, 2000)
 	before := collect(t, ml)
 	if _, err := ml.Store().Maintain(); err != nil {

@@ -146,15 +146,7 @@ func TestPersistRetentionByAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ml.AddIndex("dport", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddFilter("web", "dport == 80"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddAggregate("web_bytes", "web", "SUM(len)"); err != nil {
-		t.Fatal(err)
-	}
+	addWebLogs(t, ml)
 	appendAll(t, ml, s, 0, 1000)
 	sumBefore, err := ml.GetAggregate("web_bytes", MinTime, MaxTime)
 	if err != nil {
@@ -427,5 +419,20 @@ func TestPersistReadFailure(t *testing.T) {
 	// The newest records, still in memory, stay readable.
 	if n, err := ml.Snapshot().CountNanos("", persistBase+990_000, MaxTime); err != nil || n != 10 {
 		t.Fatalf("count of the newest records: %d, %v", n, err)
+	}
+}
+
+// addWebLogs adds the derived logs the persistence tests check: an index on dport, the filter
+// "web" (dport == 80) and the aggregate "web_bytes" (SUM(len) over it).
+func addWebLogs(t *testing.T, ml *MultiLog) {
+	t.Helper()
+	if err := ml.AddIndex("dport", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ml.AddFilter("web", "dport == 80"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ml.AddAggregate("web_bytes", "web", "SUM(len)"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -57,15 +57,7 @@ func TestSegmentDirectoryDropsDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ml.AddIndex("dport", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddFilter("web", "dport == 80"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ml.AddAggregate("web_bytes", "web", "SUM(len)"); err != nil {
-		t.Fatal(err)
-	}
+	addWebLogs(t, ml)
 
 	// An old reader: a snapshot and a directory from before any deletion.
 	appendAll(t, ml, s, 0, 5*segRecords)
