@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -98,6 +99,10 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	if limit, ok := goMemoryLimit(opts.Store.MaxMemoryBytes, os.Getenv("GOMEMLIMIT")); ok {
+		debug.SetMemoryLimit(limit)
+		logger.Info("Go memory limit set from store.max_memory_bytes", "bytes", limit)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s, err := New(opts, logger, reg)
@@ -115,4 +120,19 @@ func Main(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// memoryLimitAllowance is what the Go memory limit allows above store.max_memory_bytes: the
+// store's fixed overhead (active segments, cached segments, current derived-log epochs), the
+// rings, NATS, HTTP and the runtime.
+const memoryLimitAllowance = 256 << 20
+
+// goMemoryLimit is the Go memory limit (debug.SetMemoryLimit) for a memory bound: without
+// one, garbage may let the heap grow to twice what the store keeps before the collector runs.
+// ok is false with no bound, or when GOMEMLIMIT (the operator's own choice) is set.
+func goMemoryLimit(bound int64, env string) (limit int64, ok bool) {
+	if bound <= 0 || env != "" {
+		return 0, false
+	}
+	return bound + memoryLimitAllowance, true
 }

@@ -166,3 +166,21 @@ func TestStoreOptionsValidate(t *testing.T) {
 		t.Fatalf("another ring count: %v, want an error naming %s", err, dir)
 	}
 }
+
+func TestGoMemoryLimit(t *testing.T) {
+	for _, c := range []struct {
+		bound int64
+		env   string
+		want  int64
+		ok    bool
+	}{
+		{0, "", 0, false},
+		{1 << 30, "", 1<<30 + memoryLimitAllowance, true},
+		{1 << 30, "2GiB", 0, false}, // the operator's GOMEMLIMIT wins
+	} {
+		got, ok := goMemoryLimit(c.bound, c.env)
+		if got != c.want || ok != c.ok {
+			t.Errorf("goMemoryLimit(%d, %q) = %d, %v; want %d, %v", c.bound, c.env, got, ok, c.want, c.ok)
+		}
+	}
+}
