@@ -260,10 +260,12 @@ func (b *Builder) Build() (*Schema, error) {
 	s.byName[TimestampColumn] = 0
 	userColumns := 0
 	for _, c := range b.cols {
-		name := strings.ToLower(c.Name)
-		if !validName(name) {
+		// Check the name as given: lower-casing first would let a non-ASCII letter through
+		// as its ASCII lower case (the Kelvin sign K becomes k).
+		if !validName(c.Name) {
 			return nil, fmt.Errorf("%w %q: a name is a letter or _ followed by letters, digits or _", ErrColumn, c.Name)
 		}
+		name := strings.ToLower(c.Name)
 		if name == TimestampColumn {
 			if c.Type != ULong {
 				return nil, fmt.Errorf("%w %q: the timestamp column must be ULONG, not %s", ErrColumn, c.Name, c.TypeString())
@@ -296,13 +298,14 @@ func (b *Builder) Build() (*Schema, error) {
 	return s, nil
 }
 
+// validName reports whether s is an ASCII identifier (either case).
 func validName(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i, r := range s {
 		switch {
-		case r == '_' || (r >= 'a' && r <= 'z'):
+		case r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'):
 		case i > 0 && r >= '0' && r <= '9':
 		default:
 			return false

@@ -105,6 +105,13 @@ func TestBuilder(t *testing.T) {
 	if _, err := NewBuilder().Add("bad-name", Int).Build(); err == nil {
 		t.Error("bad name accepted")
 	}
+	// Names are ASCII: the Kelvin sign lower-cases to an ASCII k but is not a valid name.
+	if s, err := NewBuilder().Add("\u212a", Int).Build(); !errors.Is(err, ErrColumn) {
+		t.Errorf("Kelvin sign name: %v, %v", s, err)
+	}
+	if s, err := NewBuilder().Add("Mixed_Case1", Int).Build(); err != nil || s.Columns[1].Name != "mixed_case1" {
+		t.Errorf("mixed-case name: %v, %v", s, err)
+	}
 }
 
 func TestParseValueErrors(t *testing.T) {
@@ -180,6 +187,24 @@ func TestEncodeDecode(t *testing.T) {
 	}
 	if _, err := s.Decode(rec[1:]); !errors.Is(err, ErrRecordLen) {
 		t.Errorf("Decode short record error = %v", err)
+	}
+}
+
+// A STRING field is NUL-padded, so bytes with a NUL before their end would read back cut short:
+// they are refused with the column named. Trailing NULs are padding and fine.
+func TestStringWithNUL(t *testing.T) {
+	s, _ := Parse("{s: STRING(5), n: INT}")
+	if _, err := s.Encode([]byte("a\x00bc"), 1); !errors.Is(err, ErrValue) || !strings.Contains(err.Error(), `column "s"`) ||
+		!strings.Contains(err.Error(), "NUL") {
+		t.Errorf("Encode of a string with an inner NUL: error = %v", err)
+	}
+	rec, err := s.Encode([]byte("ab\x00\x00"), 1)
+	if err != nil {
+		t.Fatalf("Encode of a NUL-padded string: %v", err)
+	}
+	c, _ := s.Column("s")
+	if got := c.Get(rec).String(); got != "ab" {
+		t.Errorf("padded string read back as %q", got)
 	}
 }
 

@@ -263,7 +263,8 @@ func (c *Column) Get(rec []byte) Value {
 	}
 }
 
-// Put stores v in the column of rec. v must have the column's type and fit it.
+// Put stores v in the column of rec. v must have the column's type and fit it; a STRING may end
+// in NUL padding but hold no NUL before its last other byte.
 func (c *Column) Put(rec []byte, v Value) error {
 	if v.Type != c.Type {
 		return fmt.Errorf("%w: column %q (%s): value of type %s", ErrValue, c.Name, c.TypeString(), v.Type)
@@ -293,6 +294,11 @@ func (c *Column) Put(rec []byte, v Value) error {
 	case String:
 		if len(v.B) > c.Size {
 			return fmt.Errorf("%w: column %q (%s): string of %d bytes is too long", ErrValue, c.Name, c.TypeString(), len(v.B))
+		}
+		// NUL pads the field, so a NUL before other bytes would cut the string short when read
+		// back; trailing NULs are padding already.
+		if i := bytes.IndexByte(v.B, 0); i >= 0 && len(bytes.TrimRight(v.B[i:], "\x00")) > 0 {
+			return fmt.Errorf("%w: column %q (%s): string contains a NUL byte at %d, before its end", ErrValue, c.Name, c.TypeString(), i)
 		}
 		n := copy(f, v.B)
 		clear(f[n:])
