@@ -26,7 +26,12 @@ func (st *Store) codecs() (*zstd.Encoder, *zstd.Decoder, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("logstore: zstd encoder: %w", err)
 		}
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(1<<31))
+		// A payload decompresses to at most one segment (readArchive passes a buffer of the
+		// footer's size, checked against the segment): a frame declaring more, or a window
+		// larger than the encoder's, is damage, not an allocation the file dictates.
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecodeAllCapLimit(true), zstd.WithDecoderMaxWindow(uint64(window)),
+			zstd.WithDecoderMaxMemory(uint64(max(st.segRecords*st.rs, window))))
 		if err != nil {
 			enc.Close()
 			return nil, nil, fmt.Errorf("logstore: zstd decoder: %w", err)

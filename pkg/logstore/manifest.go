@@ -12,6 +12,9 @@ import (
 
 const manifestName = "MANIFEST.json"
 
+// maxSeq bounds a manifest's shard_first: appends from there never wrap sequence numbers.
+const maxSeq = 1 << 62
+
 // manifest is the JSON document describing a store directory. It is replaced atomically (write
 // a temporary file, fsync it, rename it over the old one, fsync the directory).
 type manifest struct {
@@ -36,14 +39,15 @@ func (m *manifest) validate() error {
 		return fmt.Errorf("%w: record size %d", ErrManifest, m.RecordSize)
 	case m.Shards < 1 || m.Shards > MaxShards:
 		return fmt.Errorf("%w: %d shards", ErrManifest, m.Shards)
-	case m.SegmentRecords < 1:
-		return fmt.Errorf("%w: %d records per segment", ErrManifest, m.SegmentRecords)
+	case m.SegmentRecords < 1 || m.SegmentRecords > maxSegmentBytes/m.RecordSize:
+		// A segment is allocated whole: a hostile count must not exhaust memory.
+		return fmt.Errorf("%w: %d records of %d bytes per segment (at most 1 GiB)", ErrManifest, m.SegmentRecords, m.RecordSize)
 	case len(m.ShardFirst) != m.Shards:
 		return fmt.Errorf("%w: shard_first has %d entries for %d shards", ErrManifest, len(m.ShardFirst), m.Shards)
 	}
 	for i, f := range m.ShardFirst {
-		if f%uint64(m.SegmentRecords) != 0 {
-			return fmt.Errorf("%w: shard_first[%d] = %d is not a segment boundary", ErrManifest, i, f)
+		if f%uint64(m.SegmentRecords) != 0 || f > maxSeq {
+			return fmt.Errorf("%w: shard_first[%d] = %d is not a segment boundary below 2^62", ErrManifest, i, f)
 		}
 	}
 	return nil

@@ -210,6 +210,10 @@ func (o *Options) fill() {
 // MaxShards is the largest Options.Shards accepted.
 const MaxShards = 4096
 
+// maxSegmentBytes is the largest segment (Options.SegmentBytes, and a manifest's
+// segment_records times record_size).
+const maxSegmentBytes = 1 << 30
+
 // Validate reports the first option out of range, after defaults are applied.
 func (o Options) Validate() error {
 	o.fill()
@@ -218,7 +222,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: unknown mode %d", ErrOptions, o.Mode)
 	case o.Shards < 1 || o.Shards > MaxShards:
 		return fmt.Errorf("%w: Shards %d not in 1..%d", ErrOptions, o.Shards, MaxShards)
-	case o.SegmentBytes < 1 || o.SegmentBytes > 1<<30:
+	case o.SegmentBytes < 1 || o.SegmentBytes > maxSegmentBytes:
 		return fmt.Errorf("%w: SegmentBytes %d not in 1..1GiB", ErrOptions, o.SegmentBytes)
 	case o.SyncInterval < 0:
 		return fmt.Errorf("%w: SyncInterval %v is negative", ErrOptions, o.SyncInterval)

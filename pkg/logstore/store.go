@@ -204,12 +204,13 @@ func reconcile(dir string, man *manifest, s *schema.Schema, shards, segBytes int
 		}
 		return m, s, nil
 	}
+	path := filepath.Join(dir, manifestName)
 	ms, err := schema.Parse(man.Schema)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: schema: %v", ErrManifest, dir, err)
+		return nil, nil, fmt.Errorf("%w: %s: schema: %v", ErrManifest, path, err)
 	}
 	if ms.RecordSize != man.RecordSize {
-		return nil, nil, fmt.Errorf("%w: %s: schema has %d-byte records, manifest says %d", ErrManifest, dir, ms.RecordSize, man.RecordSize)
+		return nil, nil, fmt.Errorf("%w: %s: schema has %d-byte records, record_size says %d", ErrManifest, path, ms.RecordSize, man.RecordSize)
 	}
 	if s != nil && !s.Equal(ms) {
 		return nil, nil, fmt.Errorf("%w: %s holds %s, asked for %s", ErrSchema, dir, man.Schema, s.String())
