@@ -129,8 +129,12 @@ func (s *Snapshot) QueryNanos(filter string, from, to int64, limit int) (*Rows, 
 }
 
 // Select runs a compiled filter (nil for all records) at the snapshot's version over
-// [from, to) in nanoseconds.
+// [from, to) in nanoseconds. A filter bound to a schema other than the MultiLog's (its columns
+// would be read at the wrong offsets) returns no rows, and Rows.Err wraps ErrExpr.
 func (s *Snapshot) Select(f *expr.Filter, from, to int64, limit int) *Rows {
+	if f != nil && f.Schema != s.ml.schema && (f.Schema == nil || !f.Schema.Equal(s.ml.schema)) {
+		return &Rows{done: true, run: -1, err: fmt.Errorf("%w: filter %q is bound to schema %v, not the MultiLog's %v", ErrExpr, f.String(), f.Schema, s.ml.schema)}
+	}
 	return s.ml.rows(s.v, requestFor(f, from, to, limit))
 }
 

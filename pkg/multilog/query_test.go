@@ -1,12 +1,14 @@
 package multilog
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/confluo-go/confluo/pkg/expr"
 	"github.com/confluo-go/confluo/pkg/schema"
 )
 
@@ -124,4 +126,40 @@ func queryRefs(t *testing.T, ml *MultiLog, q string, from, to int64) []Ref {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestSelectForeignFilter: a filter compiled against another schema would read its columns at
+// the wrong offsets; Select refuses it with an error instead of answering wrongly, and takes a
+// filter compiled against an equal schema.
+func TestSelectForeignFilter(t *testing.T) {
+	s, _ := schema.Parse("{ip: IPV4, x: UINT}")
+	ml, _ := New(s, Options{Writers: 1})
+	for i := range 10 {
+		if err := ml.Writer(0).AppendValues(int64(i+1), "10.0.0.1", uint32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same layout, other types: without the check, x < 5 would read x as a FLOAT.
+	other, _ := schema.Parse("{ip: IPV4, x: FLOAT}")
+	f, err := expr.Compile("x < 5", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := ml.Snapshot().Select(f, MinTime, MaxTime, 0)
+	if rows.Next() || !errors.Is(rows.Err(), ErrExpr) {
+		t.Fatalf("foreign filter: Next true or Err %v, want ErrExpr", rows.Err())
+	}
+	same, _ := schema.Parse(s.String())
+	f, err = expr.Compile("x < 5", same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = ml.Snapshot().Select(f, MinTime, MaxTime, 0)
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if n != 5 || rows.Err() != nil {
+		t.Fatalf("filter of an equal schema: %d rows, %v; want 5", n, rows.Err())
+	}
 }
