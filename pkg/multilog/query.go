@@ -84,15 +84,16 @@ func (ml *MultiLog) planFor(c cond, total uint64) *plan {
 	if p == nil || p.est > total/3+64 {
 		return nil
 	}
-	p.exact = ml.exactCond(c)
+	p.exact = exactCond(c, p)
 	return p
 }
 
 // exactCond reports whether c, the whole predicate, is an equality or in-list on a column
 // whose index keys are its values: unbucketed, and of a type whose key bytes are equal exactly
 // when values are (integers, IP and MAC; not floats, whose +0 and -0 are equal values with
-// different bytes, nor strings).
-func (ml *MultiLog) exactCond(c cond) bool {
+// different bytes, nor strings). It asks the indexes p reads, not the current configuration:
+// an index replaced meanwhile by a bucketed one must not make a bucketed plan exact.
+func exactCond(c cond, p *plan) bool {
 	var col *schema.Column
 	switch c := c.(type) {
 	case condCmp:
@@ -109,8 +110,12 @@ func (ml *MultiLog) exactCond(c cond) bool {
 	if !(t.IsSigned() || t.IsUnsigned() || t == schema.IPv4 || t == schema.IPv6 || t == schema.MAC) {
 		return false
 	}
-	ix := ml.indexOn(col)
-	return ix != nil && ix.bucket == 0
+	for _, r := range p.ranges {
+		if r.ix.col.Index != col.Index || r.ix.bucket != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (ml *MultiLog) planCond(c cond) *plan {

@@ -163,3 +163,45 @@ func TestSelectForeignFilter(t *testing.T) {
 		t.Fatalf("filter of an equal schema: %d rows, %v; want 5", n, rows.Err())
 	}
 }
+
+// TestExactPlanAsksItsIndex: whether a plan is exact depends on the indexes the plan reads. A
+// query that planned through a bucketed index, while the index was meanwhile replaced by an
+// unbucketed one, must still test its candidates (a bucket key holds other values too).
+func TestExactPlanAsksItsIndex(t *testing.T) {
+	s, _ := schema.Parse("{b: UINT}")
+	ml, _ := New(s, Options{Writers: 1})
+	for i := range 100 {
+		if err := ml.Writer(0).AppendValues(int64(i+1), uint32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ml.AddIndex("b", 10, Backfill()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ml.compile("b == 42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := condFromExpr(f.Root)
+	p := ml.planCond(c) // through the bucketed index: key 4 holds 40..49
+	if p == nil || len(p.ranges) != 1 || p.ranges[0].ix.bucket != 10 {
+		t.Fatalf("plan %+v, want one range of the bucketed index", p)
+	}
+	if err := ml.RemoveIndex("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ml.AddIndex("b", 0, Backfill()); err != nil {
+		t.Fatal(err)
+	}
+	if exactCond(c, p) {
+		t.Fatal("a plan over the bucketed index is exact because the current index is not bucketed")
+	}
+	if got := planFreshExact(ml, c); !got {
+		t.Fatal("a fresh plan over the unbucketed index is not exact")
+	}
+}
+
+func planFreshExact(ml *MultiLog, c cond) bool {
+	p := ml.planFor(c, ml.NumRecords())
+	return p != nil && p.exact
+}
