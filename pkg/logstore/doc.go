@@ -27,7 +27,9 @@
 //   - DurableRelaxed: Append returns once the batch is in memory; a background flusher writes
 //     and fdatasyncs every SyncInterval. A crash loses at most what was appended since the last
 //     completed flush, never a torn record: every batch frame carries a CRC-32C and recovery
-//     discards a torn final frame.
+//     discards a torn final frame. When appends outpace the flusher, an Append that finds no
+//     flush started within two SyncIntervals completed syncs before it returns, so the loss
+//     stays bounded by time rather than growing with the backlog.
 //
 // # Layout on disk (format version 1; docs/format.md has every field)
 //

@@ -469,3 +469,46 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Fatalf("duplicate registration: %v, want ErrOptions", err)
 	}
 }
+
+// TestDurableRelaxedLossStaysBounded appends to tiny segments (each costs a file creation and
+// two syncs) faster than a background flusher can sync them, and checks after every Append
+// that every record acknowledged more than twice SyncInterval ago is synced (DurableTail):
+// when the flusher falls behind, appends wait for the disk rather than let the records a
+// crash would lose grow without bound.
+func TestDurableRelaxedLossStaysBounded(t *testing.T) {
+	const interval = 5 * time.Millisecond
+	const slack = 200 * time.Millisecond // scheduling on a loaded machine
+	st := openT(t, t.TempDir(), Options{Mode: DurableRelaxed, SegmentBytes: 16 * 26, SyncInterval: interval, MaintainInterval: -1})
+	defer closeT(t, st)
+	l := st.Shard(0)
+	type ack struct {
+		at   time.Time
+		tail uint64
+	}
+	var acks []ack
+	var worst time.Duration
+	start := time.Now()
+	for time.Since(start) < 400*time.Millisecond {
+		tail := l.Tail()
+		if _, err := l.Append(makeBatch(26, 0, tail, 8)); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		acks = append(acks, ack{now, tail + 8})
+		// The oldest acknowledgement not yet synced bounds what a crash now would lose.
+		durable := l.DurableTail()
+		for _, a := range acks {
+			if a.tail > durable {
+				worst = max(worst, now.Sub(a.at))
+				break
+			}
+		}
+		for len(acks) > 0 && acks[0].tail <= durable {
+			acks = acks[1:]
+		}
+		if worst > 2*interval+slack {
+			t.Fatalf("after %d records, records acknowledged %v ago are not synced yet (durable tail %d)", l.Tail(), worst, durable)
+		}
+	}
+	t.Logf("%d records; oldest unsynced acknowledgement at most %v old", l.Tail(), worst)
+}

@@ -36,7 +36,10 @@ const (
 	Durable
 	// DurableRelaxed makes Append return after the batch is in memory; a background flusher
 	// writes and fdatasyncs every SyncInterval. A crash loses at most the records appended in
-	// the last SyncInterval (plus the time one flush takes), never a torn record.
+	// the last SyncInterval (plus the time one flush takes), never a torn record. If the
+	// flusher falls behind (appends outpace the disk), an Append that finds no flush started
+	// within the last two SyncIntervals completed writes and syncs before it returns: what a
+	// crash loses is never older than that.
 	DurableRelaxed
 )
 

@@ -297,6 +297,7 @@ func (l *ShardLog) recover(rec *Recovery, firstKept uint64) error {
 	}
 	l.tail.Store(l.next)
 	l.durableTail.Store(l.next)
+	l.syncedFrom.Store(time.Now().UnixNano())
 	return nil
 }
 

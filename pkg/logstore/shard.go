@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -104,6 +105,9 @@ type ShardLog struct {
 	durableTail atomic.Uint64
 	// firstSeq is the first sequence number still kept (retention raises it).
 	firstSeq atomic.Uint64
+	// syncedFrom is when (UnixNano) the last completed flush started: every record published
+	// before it is synced. DurableRelaxed appends check it to bound what a crash loses.
+	syncedFrom atomic.Int64
 
 	// segs is the copy-on-write list of segments, contiguous in sequence numbers, oldest first.
 	segs atomic.Pointer[[]*segment]
@@ -234,7 +238,25 @@ func (l *ShardLog) Commit(k int) error {
 	}
 	l.next += uint64(k)
 	l.tail.Store(l.next)
+	if l.st.opts.Mode == DurableRelaxed && l.failed == nil {
+		return l.keepUp()
+	}
 	return l.failed
+}
+
+// keepUp bounds what a DurableRelaxed crash loses: if no flush that started within the last
+// two SyncIntervals has completed (the flusher fell behind the appends, or the disk is slow),
+// the writer writes and syncs everything published before it returns, so the records at risk
+// are never older than that. While the flusher keeps up this costs one clock read.
+func (l *ShardLog) keepUp() error {
+	if time.Now().UnixNano()-l.syncedFrom.Load() <= 2*int64(l.st.opts.SyncInterval) {
+		return nil
+	}
+	if err := l.flush(); err != nil {
+		l.st.counters.flushErrors.Add(1)
+		return err
+	}
+	return nil
 }
 
 // rotate starts a new active segment at l.next.
@@ -348,6 +370,8 @@ func (l *ShardLog) flush() error {
 	}
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
+	// Every record published before now is written and synced below.
+	start := time.Now().UnixNano()
 	var durable uint64
 	for _, seg := range l.segments() {
 		if seg.onDisk.Load() {
@@ -365,6 +389,9 @@ func (l *ShardLog) flush() error {
 	}
 	if durable > l.durableTail.Load() {
 		l.durableTail.Store(durable)
+	}
+	if start > l.syncedFrom.Load() {
+		l.syncedFrom.Store(start)
 	}
 	return nil
 }

@@ -33,7 +33,8 @@ type Persistence struct {
 
 	// Mode is logstore.Durable (an append returns after its records are fdatasync'ed; the
 	// default) or logstore.DurableRelaxed (synced every Store.SyncInterval; a crash loses at
-	// most that interval). For logstore.InMemory use New.
+	// most that interval plus one flush, and appends wait when the disk falls behind, see
+	// logstore.DurableRelaxed). For logstore.InMemory use New.
 	Mode logstore.Mode
 
 	// Store holds the storage options: SyncInterval, ArchiveAge (sealed segments older than it
