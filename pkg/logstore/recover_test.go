@@ -242,10 +242,13 @@ func TestTruncatedSealedSegment(t *testing.T) {
 	if de.RecordsLost != 20 {
 		t.Fatalf("damage %v, want 20 records lost (30..49)", de)
 	}
-	for _, d := range de.Damage {
-		if d.File != path {
-			t.Fatalf("damage in %s, want %s", d.File, path)
-		}
+	// Reported at the start of the cut frame (records 30..39), with the file and offset.
+	hlen := headerFixed + len(testSchema(t).String()) + 4
+	if off := int64(hlen + 3*(frameHeaderSize+10*rs)); len(de.Damage) != 1 || de.Damage[0].File != path || de.Damage[0].Offset != off || de.Damage[0].FirstSeq != 30 {
+		t.Fatalf("damage %+v, want one place: %s at offset %d, from record 30", de.Damage, path, off)
+	}
+	if !strings.Contains(de.Error(), path) || !strings.Contains(de.Error(), "offset") {
+		t.Fatalf("error %q does not name the file and offset", de)
 	}
 	checkLost(t, st, 130, func(seq uint64) bool { return seq >= 30 && seq < 50 })
 }
