@@ -251,8 +251,11 @@ func indexKeyLen(col *schema.Column, bucket float64) (int, error) {
 		}
 		return col.Size, nil
 	case col.Type.IsSigned() || col.Type.IsUnsigned():
-		if bucket != math.Trunc(bucket) || bucket > math.MaxInt64/2 {
+		if bucket != math.Trunc(bucket) {
 			return 0, fmt.Errorf("%w: column %q (%s): bucket %v must be a whole number", ErrIndex, col.Name, col.TypeString(), bucket)
+		}
+		if bucket > math.MaxInt64/2 {
+			return 0, fmt.Errorf("%w: column %q (%s): bucket %v is larger than %d", ErrIndex, col.Name, col.TypeString(), bucket, int64(math.MaxInt64/2))
 		}
 		return col.Size, nil
 	default:
