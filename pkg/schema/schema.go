@@ -9,7 +9,8 @@
 //	{src: IPV4, dst: IPV4, sport: USHORT, dport: USHORT, len: UINT, app: STRING(16)}
 //
 // Type and column names are case-insensitive; columns are stored lower-case. A user column named
-// timestamp must be ULONG and becomes the implicit column.
+// timestamp must be ULONG and becomes the implicit column. The filter language's keywords (and,
+// or, not, in, true, false) cannot name columns.
 //
 // Record layout (columns packed in order, no padding):
 //
@@ -266,6 +267,9 @@ func (b *Builder) Build() (*Schema, error) {
 			return nil, fmt.Errorf("%w %q: a name is a letter or _ followed by letters, digits or _", ErrColumn, c.Name)
 		}
 		name := strings.ToLower(c.Name)
+		if reservedNames[name] {
+			return nil, fmt.Errorf("%w %q: a keyword of the filter language (and, or, not, in, true, false) cannot name a column", ErrColumn, c.Name)
+		}
 		if name == TimestampColumn {
 			if c.Type != ULong {
 				return nil, fmt.Errorf("%w %q: the timestamp column must be ULONG, not %s", ErrColumn, c.Name, c.TypeString())
@@ -297,6 +301,10 @@ func (b *Builder) Build() (*Schema, error) {
 	s.RecordSize = off
 	return s, nil
 }
+
+// reservedNames are the keywords of the filter language (package expr): a column so named
+// could never be used in a filter.
+var reservedNames = map[string]bool{"and": true, "or": true, "not": true, "in": true, "true": true, "false": true}
 
 // validName reports whether s is an ASCII identifier (either case).
 func validName(s string) bool {

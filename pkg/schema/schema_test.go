@@ -76,6 +76,8 @@ func TestParseErrors(t *testing.T) {
 		{"{a: INT} x", "unexpected"},
 		{"{1a: INT}", "expected a column name"},
 		{"{a: INT, , b: INT}", "expected a column name"},
+		{"{In: INT}", `"In": a keyword of the filter language`},
+		{"{a: INT, and: INT}", `"and": a keyword of the filter language`},
 	} {
 		_, err := Parse(tc.text)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
