@@ -320,6 +320,9 @@ func putUint(f []byte, u uint64) {
 // AppendKey appends the column's value in rec as order-preserving key bytes: comparing keys with
 // bytes.Compare orders them as Compare orders the values (integers big-endian with the sign bit
 // flipped, floats by the IEEE total-order trick, bytes as stored). Keys have the column's size.
+// Two float exceptions follow from the total order: -0 and +0 have distinct adjacent keys though
+// they compare equal, and a NaN's key sorts by its sign bit (below -Inf or above +Inf) where
+// Compare puts every NaN first.
 func (c *Column) AppendKey(dst, rec []byte) []byte {
 	f := rec[c.Offset : c.Offset+c.Size]
 	switch c.Type {
