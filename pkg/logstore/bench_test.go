@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/confluo-go/confluo/pkg/packet"
 	"github.com/confluo-go/confluo/pkg/schema"
@@ -54,7 +55,9 @@ func packetRecords(tb testing.TB, n int) (*schema.Schema, []byte) {
 }
 
 // benchAppend appends 64-record batches of packet records to one shard; every 2048 batches it
-// starts over with a fresh store (timer stopped) so memory stays bounded.
+// starts over with a fresh store so memory stays bounded. Closing a store syncs what is still
+// unsynced (DurableRelaxed's backlog): that is part of the appends' cost, so records/s counts
+// it; only opening the next store is left out.
 func benchAppend(b *testing.B, mode Mode) {
 	const batch = 64
 	s, recs := packetRecords(b, 4096)
@@ -81,19 +84,19 @@ func benchAppend(b *testing.B, mode Mode) {
 		}
 		i++
 		if i%2048 == 0 {
-			b.StopTimer()
 			if err := st.Close(); err != nil {
 				b.Fatal(err)
 			}
+			b.StopTimer()
 			st = open()
 			b.StartTimer()
 		}
 	}
-	b.ReportMetric(float64(i*batch)/b.Elapsed().Seconds(), "records/s")
-	b.StopTimer()
+	closeStart := time.Now()
 	if err := st.Close(); err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(i*batch)/(b.Elapsed()+time.Since(closeStart)).Seconds(), "records/s")
 }
 
 // BenchmarkAppend64 compares the modes on 64-record batches of 276-byte packet records.
@@ -135,11 +138,11 @@ func BenchmarkAppend64Parallel(b *testing.B) {
 					i++
 				}
 			})
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
-			b.StopTimer()
+			// Close syncs DurableRelaxed's backlog: part of the appends' cost, timed.
 			if err := st.Close(); err != nil {
 				b.Fatal(err)
 			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
@@ -327,11 +330,11 @@ func BenchmarkDurableCeiling(b *testing.B) {
 					b.StartTimer()
 				}
 			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
-			b.StopTimer()
+			// Close syncs DurableRelaxed's backlog: part of the appends' cost, timed.
 			if err := st.Close(); err != nil {
 				b.Fatal(err)
 			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
