@@ -101,21 +101,25 @@ type StoreOptions struct {
 	// ArchiveAfter: sealed segments whose newest packet is older than this are compressed on
 	// disk and leave memory (queries read them transparently). Default 0: not by age. Needs dir.
 	ArchiveAfter time.Duration `yaml:"archive_after"`
-	// RetentionAge: data older than this is deleted, whole segments at a time (counted).
-	// Default 0: kept forever. Needs dir.
+	// RetentionAge: data older than this is deleted, whole segments at a time (counted), on
+	// disk and in memory alike. Default 0: kept forever.
 	RetentionAge time.Duration `yaml:"retention_age"`
 	// MaxDiskBytes bounds the store's files; the oldest data is deleted to stay under it
 	// (counted). Default 0: unbounded. Needs dir.
 	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
-	// MaxMemoryBytes bounds the packet data held in memory (plus one active segment per ring
-	// and a small read cache); older data is archived to disk. Default 0: unbounded. Needs dir.
+	// MaxMemoryBytes bounds the packet data and the index, filter and aggregate entries held
+	// in memory (plus one active segment per ring, a small read cache and each derived log's
+	// current epoch): with a dir, older data is archived to disk, and deleted when that is not
+	// enough; in memory, the oldest data is dropped. Counted either way. Default 0: unbounded.
 	MaxMemoryBytes int64 `yaml:"max_memory_bytes"`
 }
 
-// persistence returns the multilog persistence for the options, or nil for in memory.
+// persistence returns the multilog persistence for the options, or nil for an unbounded
+// in-memory multilog. In memory with retention_age or max_memory_bytes it is a store without
+// a directory, which drops the oldest data.
 func (o StoreOptions) persistence() (*multilog.Persistence, error) {
 	mode, err := o.mode()
-	if err != nil || mode == logstore.InMemory {
+	if err != nil || (mode == logstore.InMemory && o.RetentionAge == 0 && o.MaxMemoryBytes == 0) {
 		return nil, err
 	}
 	return &multilog.Persistence{Dir: o.Dir, Mode: mode, Store: logstore.Options{
@@ -380,10 +384,9 @@ func (o *Options) Validate() error {
 		for _, f := range []struct {
 			field string
 			set   bool
-		}{{"store.archive_after", st.ArchiveAfter != 0}, {"store.retention_age", st.RetentionAge != 0},
-			{"store.max_disk_bytes", st.MaxDiskBytes != 0}, {"store.max_memory_bytes", st.MaxMemoryBytes != 0}} {
+		}{{"store.archive_after", st.ArchiveAfter != 0}, {"store.max_disk_bytes", st.MaxDiskBytes != 0}} {
 			if f.set {
-				bad(f.field, "needs store.dir (the in-memory store has no disk to archive to or delete from)")
+				bad(f.field, "needs store.dir (the in-memory store has no disk to archive to or bound)")
 			}
 		}
 	}

@@ -69,9 +69,10 @@ func openStore(opts Options, onAlert engine.AlertFunc, logger *slog.Logger, reg 
 	return store, capture, closers, nil
 }
 
-// openMultiLog creates the in-memory packet multilog, or opens the persistent one in
-// store.dir. A directory with damage opens (the damage is logged; queries reaching lost
-// records report it); a directory written with another ring count fails, naming both.
+// openMultiLog creates the in-memory packet multilog (under store.retention_age and
+// store.max_memory_bytes if set), or opens the persistent one in store.dir. A directory with
+// damage opens (the damage is logged; queries reaching lost records report it); a directory
+// written with another ring count fails, naming both.
 func openMultiLog(sch *schema.Schema, opts Options, mo multilog.Options, logger *slog.Logger) (*multilog.MultiLog, error) {
 	p, err := opts.Store.persistence()
 	if err != nil {
@@ -82,6 +83,14 @@ func openMultiLog(sch *schema.Schema, opts Options, mo multilog.Options, logger 
 		if err != nil {
 			return nil, fmt.Errorf("sidecar: store: %w", err)
 		}
+		return ml, nil
+	}
+	if p.Dir == "" {
+		ml, err := multilog.Open(sch, mo, *p)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: store: %w", err)
+		}
+		logger.Info("in-memory store bounded", "retention_age", p.Store.RetentionAge, "max_memory_bytes", p.Store.MaxMemoryBytes)
 		return ml, nil
 	}
 	ml, err := multilog.Open(sch, mo, *p)

@@ -125,8 +125,8 @@ func TestStoreOptionsValidate(t *testing.T) {
 		{"negative sync", func(s *StoreOptions) { s.Dir, s.SyncInterval = "/tmp/x", -time.Second }, "store.sync_interval"},
 		{"negative retention", func(s *StoreOptions) { s.Dir, s.RetentionAge = "/tmp/x", -time.Second }, "store.retention_age"},
 		{"negative disk", func(s *StoreOptions) { s.Dir, s.MaxDiskBytes = "/tmp/x", -1 }, "store.max_disk_bytes"},
-		{"retention without dir", func(s *StoreOptions) { s.RetentionAge = time.Hour }, "store.retention_age"},
-		{"memory bound without dir", func(s *StoreOptions) { s.MaxMemoryBytes = 1 << 30 }, "store.max_memory_bytes"},
+		{"negative memory bound in memory", func(s *StoreOptions) { s.MaxMemoryBytes = -1 }, "store.max_memory_bytes"},
+		{"disk bound without dir", func(s *StoreOptions) { s.MaxDiskBytes = 1 << 30 }, "store.max_disk_bytes"},
 		{"archive without dir", func(s *StoreOptions) { s.ArchiveAfter = time.Hour }, "store.archive_after"},
 	}
 	for _, c := range cases {
@@ -182,5 +182,49 @@ func TestGoMemoryLimit(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("goMemoryLimit(%d, %q) = %d, %v; want %d, %v", c.bound, c.env, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// TestInMemoryStoreRetention runs a sidecar without a store directory under retention_age:
+// the replayed capture's packets are years old, so the background maintenance drops every
+// sealed segment; stats count what was dropped, and queries answer over what is kept.
+func TestInMemoryStoreRetention(t *testing.T) {
+	o := testOptions()
+	o.Store.RetentionAge = time.Hour
+	o.Capture.Source, o.Capture.File, o.Capture.Loops = "pcap", samplePcap, 8 // several 1 MiB segments per ring
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(o, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "the capture to be stored", s.CaptureDone)
+	nc, err := nats.Connect(s.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var st wire.Stats
+	waitFor(t, "retention to drop the old packets", func() bool {
+		st = call[wire.Stats](t, nc, "testhost", wire.CmdStats, nil)
+		return st.MultiLogs[0].RecordsDeleted > 0
+	})
+	ml := st.MultiLogs[0]
+	if ml.Records+ml.RecordsDeleted != st.Capture.Stored {
+		t.Fatalf("%d records kept + %d dropped, want the %d stored", ml.Records, ml.RecordsDeleted, st.Capture.Stored)
+	}
+	agg := call[wire.AggregateReply](t, nc, "testhost", wire.CmdAggregate, wire.AggregateRequest{Func: "COUNT(*)"})
+	if agg.Count != ml.Records {
+		t.Fatalf("COUNT(*) over the kept packets %d, stats say %d kept", agg.Count, ml.Records)
 	}
 }

@@ -316,6 +316,7 @@ func TestOptionsValidate(t *testing.T) {
 		{CacheSegments: -2},
 		{Codec: 9},
 		{Mode: InMemory, ArchiveAge: time.Hour},
+		{Mode: InMemory, MaxDiskBytes: 1 << 20},
 	}
 	for _, o := range bad {
 		if err := o.Validate(); !errors.Is(err, ErrOptions) {
@@ -330,12 +331,12 @@ func TestOptionsValidate(t *testing.T) {
 func TestConcurrentReadersWhileAppending(t *testing.T) {
 	for _, mode := range []Mode{InMemory, DurableRelaxed, Durable} {
 		t.Run(mode.String(), func(t *testing.T) {
-			dir := ""
+			dir, disk := "", int64(0)
 			if mode != InMemory {
-				dir = t.TempDir()
+				dir, disk = t.TempDir(), 1<<30
 			}
 			st := openT(t, dir, Options{Mode: mode, Shards: 2, SegmentBytes: smallSegments, SyncInterval: time.Millisecond,
-				MaintainInterval: time.Millisecond, MaxMemoryBytes: 4 * smallSegments, MaxDiskBytes: 1 << 30})
+				MaintainInterval: time.Millisecond, MaxMemoryBytes: 4 * smallSegments, MaxDiskBytes: disk})
 			defer closeT(t, st)
 			rs := st.Schema().RecordSize
 			const n = 1500

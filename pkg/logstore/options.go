@@ -239,6 +239,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: unknown codec %d", ErrOptions, o.Codec)
 	case o.Mode == InMemory && o.ArchiveAge > 0:
 		return fmt.Errorf("%w: ArchiveAge needs a durable mode (IN_MEMORY has no disk)", ErrOptions)
+	case o.Mode == InMemory && o.MaxDiskBytes > 0:
+		return fmt.Errorf("%w: MaxDiskBytes needs a durable mode (IN_MEMORY has no disk)", ErrOptions)
 	}
 	return nil
 }

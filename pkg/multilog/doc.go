@@ -78,8 +78,10 @@
 //
 // # Persistence
 //
-// New keeps everything in memory; Open keeps the data log in a directory through package
-// logstore (format: docs/format.md). The segment is the unit of storage: a shard's segment
+// New keeps everything in memory, for ever; Open keeps the data log in a directory through
+// package logstore (format: docs/format.md), or, with no directory (Persistence{Mode:
+// logstore.InMemory}), in memory under Store.RetentionAge and Store.MaxMemoryBytes, which
+// drop the oldest segments as below: what a long-running process with no disk to spare wants. The segment is the unit of storage: a shard's segment
 // memory is the store's buffer, so records are written once; in Durable mode each batch is
 // fdatasync'ed before the tail is stored (invariant 2 then also means "acknowledged records
 // are on disk"), DurableRelaxed syncs every Store.SyncInterval. Reopening replays every shard

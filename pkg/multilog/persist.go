@@ -28,13 +28,18 @@ var (
 // Persistence says where and how a MultiLog keeps its data on disk (see Open and package
 // logstore; the format is docs/format.md).
 type Persistence struct {
-	// Dir is the MultiLog's directory; it is created if missing. Required.
+	// Dir is the MultiLog's directory; it is created if missing. Empty: nothing is kept on
+	// disk (Mode must then be logstore.InMemory), see Mode.
 	Dir string
 
 	// Mode is logstore.Durable (an append returns after its records are fdatasync'ed; the
-	// default) or logstore.DurableRelaxed (synced every Store.SyncInterval; a crash loses at
-	// most that interval plus one flush, and appends wait when the disk falls behind, see
-	// logstore.DurableRelaxed). For logstore.InMemory use New.
+	// default with a Dir) or logstore.DurableRelaxed (synced every Store.SyncInterval; a crash
+	// loses at most that interval plus one flush, and appends wait when the disk falls behind,
+	// see logstore.DurableRelaxed). With Dir empty, logstore.InMemory: the MultiLog keeps
+	// everything in memory, like New, but under the Store's MaxMemoryBytes and RetentionAge:
+	// the oldest segments, and what indexes, filters and aggregates derived from them, are
+	// dropped (counted in Store().Stats(): DeletedByMemory, DeletedByAge, RecordsDeleted) so a
+	// long-running process never runs out of memory. Nothing survives Close.
 	Mode logstore.Mode
 
 	// Store holds the storage options: SyncInterval, ArchiveAge (sealed segments older than it
@@ -113,7 +118,9 @@ type triggerDef struct {
 	Period    time.Duration `json:"period_ns"`
 }
 
-// Open opens the MultiLog persisted in p.Dir, or creates it there.
+// Open opens the MultiLog persisted in p.Dir, or creates it there. With p.Dir empty it creates
+// an in-memory MultiLog kept under p.Store's MaxMemoryBytes and RetentionAge (see
+// Persistence.Mode); the rest of this comment is about directories.
 //
 // A new directory needs a schema; for an existing one s may be nil (the schema comes from the
 // directory) and a non-nil s must equal it. opts.Writers and opts.SegmentBytes left zero are
@@ -134,13 +141,18 @@ type triggerDef struct {
 // visible in memory but AppendBatch returns the error, now and for every later batch of that
 // writer. After Close the MultiLog stays readable but appends fail.
 func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
-	if p.Dir == "" {
-		return nil, fmt.Errorf("%w: persistence needs a directory", ErrOptions)
-	}
 	so := p.Store
 	switch {
 	case so.OnRelease != nil || so.OnDelete != nil || so.ExtraMemoryBytes != nil:
 		return nil, fmt.Errorf("%w: Store.OnRelease, Store.OnDelete and Store.ExtraMemoryBytes are the MultiLog's own", ErrOptions)
+	case p.Dir == "" && p.Mode != logstore.InMemory:
+		return nil, fmt.Errorf("%w: persistence mode %v needs a directory", ErrOptions, p.Mode)
+	case p.Dir == "":
+		// In memory under a bound: the store keeps the segments and drops the oldest.
+		so.Mode = logstore.InMemory
+		if s == nil {
+			return nil, fmt.Errorf("%w: nil schema", ErrOptions)
+		}
 	case p.Mode == logstore.InMemory:
 		so.Mode = logstore.Durable
 	case p.Mode == logstore.Durable || p.Mode == logstore.DurableRelaxed:
@@ -182,6 +194,9 @@ func Open(s *schema.Schema, opts Options, p Persistence) (*MultiLog, error) {
 	}
 	st, openErr := logstore.Open(p.Dir, s, so)
 	if st == nil {
+		if p.Dir == "" {
+			return nil, fmt.Errorf("multilog: open in-memory store: %w", openErr)
+		}
 		return nil, fmt.Errorf("multilog: open %s: %w", p.Dir, openErr)
 	}
 	var ml *MultiLog

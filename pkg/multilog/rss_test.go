@@ -15,10 +15,11 @@ import (
 	"time"
 )
 
-// TestResidentMemoryUnderBound runs a persisted MultiLog with a memory bound, an index, a
-// filter and an aggregate in a child process (testdata/rsschild, built without the race
-// detector) that ingests 8 times the bound, and samples the child's resident memory from
-// /proc. It checks the promise of the memory bound at the level the host sees:
+// TestResidentMemoryUnderBound runs a MultiLog with a memory bound, an index, a filter and an
+// aggregate in a child process (testdata/rsschild, built without the race detector) that
+// ingests 8 times the bound, and samples the child's resident memory from /proc; once
+// persisted (DurableRelaxed: the bound archives, then deletes) and once in memory (the bound
+// drops the oldest data). It checks the promise of the memory bound at the level the host sees:
 //
 //   - RSS stays under baseline + 2·(bound + fixed overhead) + 16 MiB, where the fixed
 //     overhead is what doc.go states (active segments, cached segments, the current epoch
@@ -38,6 +39,12 @@ func TestResidentMemoryUnderBound(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build testdata/rsschild: %v\n%s", err, out)
 	}
+	t.Run("durable_relaxed", func(t *testing.T) { residentMemoryUnderBound(t, bin, t.TempDir()) })
+	t.Run("in_memory", func(t *testing.T) { residentMemoryUnderBound(t, bin, "-") })
+}
+
+// residentMemoryUnderBound runs the child on dir ("-": in memory) and checks its RSS.
+func residentMemoryUnderBound(t *testing.T, bin, dir string) {
 
 	const (
 		bound    = 64 << 20
@@ -54,7 +61,7 @@ func TestResidentMemoryUnderBound(t *testing.T) {
 		fixed      = shards*segBytes + cache*segBytes + shards*(indexEpoch+2*otherEpoch)
 		limit      = 2*(bound+fixed) + 16<<20
 	)
-	cmd := exec.Command(bin, t.TempDir(), strconv.Itoa(total), strconv.Itoa(bound))
+	cmd := exec.Command(bin, dir, strconv.Itoa(total), strconv.Itoa(bound))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -338,6 +338,9 @@ type MultiLogInfo struct {
 	Records uint64 `json:"records"`
 	// Bytes is the memory the multilog's logs take.
 	Bytes uint64 `json:"bytes"`
+	// RecordsDeleted counts the records retention or the memory bound removed (they are not
+	// in Records, and no query returns them).
+	RecordsDeleted uint64 `json:"records_deleted"`
 }
 
 // MultiLogList lists the multilogs of a sidecar.

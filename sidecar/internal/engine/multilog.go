@@ -164,7 +164,7 @@ func (s *Store) MultiLogs() []wire.MultiLogInfo {
 	out := make([]wire.MultiLogInfo, 0, len(s.logs))
 	for _, e := range s.logs {
 		out = append(out, wire.MultiLogInfo{Name: e.name, Schema: e.ml.Schema().String(), Records: e.ml.NumRecords(),
-			Bytes: e.ml.MemoryBytes()})
+			Bytes: e.ml.MemoryBytes(), RecordsDeleted: e.ml.PersistStats().RecordsDeleted})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

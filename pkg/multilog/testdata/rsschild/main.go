@@ -5,6 +5,8 @@
 //
 // Usage: rsschild DIR TOTAL_BYTES BOUND_BYTES
 //
+// DIR "-" keeps everything in memory (no directory: the bound drops the oldest data).
+//
 // It prints "ready" once the MultiLog is open (the parent takes its baseline then), and
 // "done <stats>" at the end.
 package main
@@ -48,7 +50,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ml, err := multilog.Open(s, multilog.Options{Writers: 2, ManualMonitor: true}, multilog.Persistence{
+	p := multilog.Persistence{
 		Dir:  dir,
 		Mode: logstore.DurableRelaxed,
 		Store: logstore.Options{
@@ -58,7 +60,11 @@ func run() error {
 			MaintainInterval: 20 * time.Millisecond,
 			SyncInterval:     20 * time.Millisecond,
 		},
-	})
+	}
+	if dir == "-" {
+		p.Dir, p.Mode, p.Store.MaxDiskBytes = "", logstore.InMemory, 0
+	}
+	ml, err := multilog.Open(s, multilog.Options{Writers: 2, ManualMonitor: true}, p)
 	if err != nil {
 		return err
 	}
