@@ -217,7 +217,12 @@ func (p *pipeline) write(i int, r *ring.Ring, sprayDone *atomic.Bool) {
 		}
 		idle = 0
 		if err := w.AppendBatch(batch); err != nil {
-			c.storeFull.Add(uint64(n))
+			if c.storeFull.Add(uint64(n)) == uint64(n) {
+				// The packet path counts rather than logs, but a store that refuses appends
+				// (a write error is sticky, a shard is full) drops everything from now on:
+				// say why, once per writer.
+				p.logger.Error("store refuses appends; packets are dropped and counted as store_full", "writer", i, "err", err)
+			}
 		} else {
 			c.stored.Add(uint64(n))
 		}
