@@ -15,6 +15,7 @@ import (
 
 	"github.com/confluo-go/confluo/ovs/internal/memovsdb"
 	"github.com/confluo-go/confluo/ovs/internal/mirrorspec"
+	"github.com/confluo-go/confluo/ovs/internal/vswitch"
 )
 
 // testLogger returns a logger whose records go to t.Log (shown on failure
@@ -204,13 +205,11 @@ func TestMemReconcileRestoresMirror(t *testing.T) {
 	eventually(t, "admin sees mirror", 2*time.Second, func() bool { return len(ms.Bridge(t, "br0").Mirrors) == 1 })
 	// Someone else deletes it.
 	br := ms.Bridge(t, "br0")
-	ms.Transact(t, ovsdb.Operation{Op: ovsdb.OperationMutate, Table: "Bridge",
-		Where:     []ovsdb.Condition{ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: br.UUID})},
-		Mutations: []ovsdb.Mutation{{Column: "mirrors", Mutator: ovsdb.MutateOperationDelete, Value: ovsdb.OvsSet{GoSet: []any{ovsdb.UUID{GoUUID: br.Mirrors[0]}}}}}},
-		ovsdb.Operation{Op: ovsdb.OperationDelete, Table: "Mirror",
-			Where: []ovsdb.Condition{ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: br.Mirrors[0]})}})
-	// Restoration may beat the admin's cache, so look for a new mirror row.
-	eventually(t, "mirror restored", time.Second, func() bool {
+	deleteFirstMirror(t, ms, br)
+	// Restoration may beat the admin's cache, so look for a new mirror row. The issue's
+	// "within 1 s" is measured by BenchmarkReconcileRestoresMirror; here the wait is a hang
+	// guard, so a loaded CI machine does not fail the test.
+	eventually(t, "mirror restored", restoreGuard, func() bool {
 		b := ms.Bridge(t, "br0")
 		return len(b.Mirrors) == 1 && b.Mirrors[0] != br.Mirrors[0]
 	})
@@ -224,13 +223,28 @@ func TestMemReconcileRestoresMirror(t *testing.T) {
 			t.Logf("admin mirrors %+v; controller list %+v %v; reconciles %v", ms.Mirrors(t), l, err, counterValue(c.metrics.reconciles))
 		}
 	}()
-	eventually(t, "snaplen restored", time.Second, func() bool {
+	eventually(t, "snaplen restored", restoreGuard, func() bool {
 		return counterValue(c.metrics.changes.WithLabelValues("updated")) >= 1
 	})
-	eventually(t, "admin sees snaplen 100", time.Second, func() bool {
+	eventually(t, "admin sees snaplen 100", restoreGuard, func() bool {
 		ms := ms.Mirrors(t)
 		return len(ms) == 1 && ms[0].Snaplen != nil && *ms[0].Snaplen == 100
 	})
+}
+
+// restoreGuard bounds the tests' waits for the controller to restore what someone else
+// changed: a hang guard, not the latency target (BenchmarkReconcileRestoresMirror measures it).
+const restoreGuard = 10 * time.Second
+
+// deleteFirstMirror deletes the bridge's first mirror behind the controller's back, as an
+// admin's ovs-vsctl would: one transaction that unlinks and deletes the row.
+func deleteFirstMirror(tb testing.TB, ms *memovsdb.Server, br vswitch.Bridge) {
+	tb.Helper()
+	ms.Transact(tb, ovsdb.Operation{Op: ovsdb.OperationMutate, Table: "Bridge",
+		Where:     []ovsdb.Condition{ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: br.UUID})},
+		Mutations: []ovsdb.Mutation{{Column: "mirrors", Mutator: ovsdb.MutateOperationDelete, Value: ovsdb.OvsSet{GoSet: []any{ovsdb.UUID{GoUUID: br.Mirrors[0]}}}}}},
+		ovsdb.Operation{Op: ovsdb.OperationDelete, Table: "Mirror",
+			Where: []ovsdb.Condition{ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: br.Mirrors[0]})}})
 }
 
 func TestMemSprayPortDPDK(t *testing.T) {
@@ -326,4 +340,55 @@ func BenchmarkEnsureMirrorUnchanged(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ensures/s")
+}
+
+// BenchmarkReconcileRestoresMirror measures how long a running controller takes to put back a
+// mirror someone else deleted (issue target: within 1 s), from the delete's commit until a new
+// mirror row is on the bridge: ns/op is the mean, max-ms the worst restore.
+func BenchmarkReconcileRestoresMirror(b *testing.B) {
+	ms := memovsdb.Start(b)
+	ms.AddBridge(b, "br0", "system", false, "vm1")
+	o := testOptions(b, ms.Endpoint)
+	o.Logger = nil
+	c, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	if _, err := c.EnsureMirror(ctx, MirrorSpec{Bridge: "br0", Name: "m1", SelectAll: true, Snaplen: 100}); err != nil {
+		b.Fatal(err)
+	}
+	waitRestored := func(old string) time.Duration {
+		start := time.Now()
+		for {
+			br := ms.Bridge(b, "br0")
+			if len(br.Mirrors) == 1 && br.Mirrors[0] != old {
+				return time.Since(start)
+			}
+			if time.Since(start) > restoreGuard {
+				b.Fatalf("mirror not restored within %v", restoreGuard)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitRestored("")
+	var worst time.Duration
+	for b.Loop() {
+		br := ms.Bridge(b, "br0")
+		deleteFirstMirror(b, ms, br)
+		worst = max(worst, waitRestored(br.Mirrors[0]))
+	}
+	b.ReportMetric(float64(worst)/float64(time.Millisecond), "max-ms")
 }
