@@ -191,24 +191,8 @@ func TestGoMemoryLimit(t *testing.T) {
 func TestInMemoryStoreRetention(t *testing.T) {
 	o := testOptions()
 	o.Store.RetentionAge = time.Hour
-	o.Capture.Source, o.Capture.File, o.Capture.Loops = "pcap", samplePcap, 8 // several 1 MiB segments per ring
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(o, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	waitFor(t, "the capture to be stored", s.CaptureDone)
+	o.Capture.Loops = 8 // several 1 MiB segments per ring
+	s := startPcap(t, o)
 	nc, err := nats.Connect(s.NATSURL())
 	if err != nil {
 		t.Fatal(err)
