@@ -149,6 +149,9 @@ func TestAppendErrors(t *testing.T) {
 	if _, err := New(nil, Options{}); !errors.Is(err, ErrOptions) {
 		t.Fatalf("nil schema: %v", err)
 	}
+	if _, err := New(&schema.Schema{}, Options{}); !errors.Is(err, ErrOptions) {
+		t.Fatalf("schema not built by schema.Parse: %v", err)
+	}
 }
 
 func TestMetrics(t *testing.T) {

@@ -195,6 +195,11 @@ func New(s *schema.Schema, opts Options) (*MultiLog, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: nil schema", ErrOptions)
 	}
+	// A Schema assembled by hand (its fields are exported) has no name lookup and may have no
+	// layout: every use of it would fail or divide by a zero record size.
+	if c, ok := s.Column(schema.TimestampColumn); !ok || c.Index != 0 || len(s.Columns) < 2 || s.RecordSize <= c.Size {
+		return nil, fmt.Errorf("%w: schema %v was not built by schema.Parse or schema.NewBuilder", ErrOptions, s)
+	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
