@@ -93,8 +93,10 @@ type SprayPortStatus struct {
 //     backoff and restores every mirror and spray port passed to EnsureMirror
 //     and EnsureSprayPort whenever the database drifts from them.
 //
-// Lock order: applyMu, then mu. Neither is held while waiting on the network
-// except applyMu, which serialises plan-transact-verify cycles.
+// Lock order: applyMu, then mu; a session's rowWatches.mu, then a
+// rowWatch's mu (both leaves, taken under applyMu or by libovsdb's event
+// goroutine). None is held while waiting on the network except applyMu,
+// which serialises plan-transact-verify cycles.
 type Controller struct {
 	opts    Options
 	log     *slog.Logger
@@ -120,6 +122,10 @@ type Controller struct {
 	purgeCh chan struct{} // requests for purgeLoop, coalesced
 	closeCh chan struct{}
 	running atomic.Bool
+
+	// afterCommit, if set (by tests only), runs in ensureMirror between a
+	// commit and the wait for the cache to show it.
+	afterCommit func()
 }
 
 // session is one OVSDB connection with its monitor and cache. ctx is
@@ -127,13 +133,16 @@ type Controller struct {
 // it (libovsdb's cache reads can otherwise wait forever on a dead client).
 type session struct {
 	client client.Client
+	// rows records, for transactions waiting to see their commit, the rows
+	// the cache adds.
+	rows   *rowWatches
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
-func newSession(cl client.Client) *session {
+func newSession(cl client.Client, rows *rowWatches) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{client: cl, ctx: ctx, cancel: cancel}
+	return &session{client: cl, rows: rows, ctx: ctx, cancel: cancel}
 }
 
 // alive reports whether the connection is up: libovsdb drops its RPC client
@@ -270,13 +279,21 @@ func (c *Controller) dial(ctx context.Context) (*session, error) {
 	if err := cl.Connect(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotRunning, c.opts.Endpoint, err)
 	}
+	rows := &rowWatches{}
 	cl.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc:    func(string, model.Model) { c.Kick() },
-		DeleteFunc: func(string, model.Model) { c.Kick() },
+		AddFunc: func(_ string, m model.Model) {
+			rows.added(m)
+			c.Kick()
+		},
+		DeleteFunc: func(string, model.Model) {
+			rows.changed()
+			c.Kick()
+		},
 		UpdateFunc: func(table string, old, new model.Model) {
 			if table == vswitch.MirrorTable && onlyStatsChanged(old, new) {
 				return
 			}
+			rows.changed()
 			c.Kick()
 		},
 	})
@@ -300,7 +317,7 @@ func (c *Controller) dial(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("%w: monitor %s: %v", ErrNotRunning, c.opts.Endpoint, err)
 	}
 	c.log.Info("connected to OVSDB", "endpoint", c.opts.Endpoint)
-	return newSession(cl), nil
+	return newSession(cl, rows), nil
 }
 
 // statelessMirror returns a copy of m without its statistics, or nil.
@@ -575,22 +592,36 @@ func (c *Controller) ensureMirror(ctx context.Context, spec MirrorSpec, why stri
 			}
 		}
 		c.prepareVhostDir(st, spec.OutputPort())
-		if err := c.transact(ctx, s, plan.Ops); err != nil {
+		w := s.rows.watch()
+		defer w.close()
+		inserted, err := c.transact(ctx, s, plan.Ops)
+		if err != nil {
 			return res, true, fmt.Errorf("ensure mirror %s: %w", spec.Key(), err)
 		}
 		c.metrics.changes.WithLabelValues(plan.Change.String()).Inc()
 		c.log.Info("mirror changed", "bridge", spec.Bridge, "mirror", spec.Name, "change", plan.Change.String(),
 			"why", why, "reasons", plan.Reasons)
-		// Wait until the cache shows the commit: the plan is done, or (as
-		// someone else may be changing the row at the same time) the row we
-		// planned against was replaced or changed. A created mirror must be
-		// visible before anyone plans again, or it would be created twice.
+		if c.afterCommit != nil {
+			c.afterCommit()
+		}
+		// Wait until the cache shows the commit, so that nobody plans
+		// against a cache without it (a created mirror would be created
+		// twice): the rows it inserted were added to the cache, and the plan
+		// is done or the row we planned against was replaced or changed by
+		// someone else. Or until the cache shows that someone else overtook
+		// the commit by deleting the mirror or its output port: then the
+		// mirror must be restored, not waited for.
 		pre := statelessMirror(existing)
 		out := spec.OutputPort()
-		err := c.waitFor(ctx, s, spec.Bridge, func(st *mirrorspec.State) bool {
+		overtaken := false
+		err = c.waitFor(ctx, s, w, spec.Bridge, func(st *mirrorspec.State) bool {
+			if !w.sawAdded(inserted) {
+				return false
+			}
 			m := st.FindMirror(spec.Name)
 			if _, ok := st.PortsByName[out]; !ok || m == nil {
-				return false
+				overtaken = true
+				return true
 			}
 			if p, err := mirrorspec.PlanMirror(st, spec); err == nil && p.Empty() {
 				return true
@@ -599,6 +630,10 @@ func (c *Controller) ensureMirror(ctx context.Context, spec MirrorSpec, why stri
 		})
 		if err != nil {
 			return res, true, fmt.Errorf("ensure mirror %s: %w", spec.Key(), err)
+		}
+		if overtaken {
+			c.log.Info("mirror changed by someone else after commit, reconciling again", "bridge", spec.Bridge, "mirror", spec.Name)
+			c.Kick()
 		}
 		if st, err = c.stateLocked(ctx, s, spec.Bridge); err != nil {
 			return res, true, err
@@ -655,16 +690,19 @@ func (c *Controller) removeMirror(ctx context.Context, bridge, name string) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	flowsInDB := st.FindMirror(name).ExternalIDs[mirrorspec.ExternalIDFlows] != ""
+	removed := st.FindMirror(name)
+	flowsInDB := removed.ExternalIDs[mirrorspec.ExternalIDFlows] != ""
 	if err := c.removeFlowsLocked(ctx, bridge, key, flowsInDB); err != nil {
 		c.log.Warn("removing openflow selection failed", "bridge", bridge, "mirror", name, "err", err)
 	}
-	if err := c.transact(ctx, s, plan.Ops); err != nil {
+	if _, err := c.transact(ctx, s, plan.Ops); err != nil {
 		return Result{}, fmt.Errorf("remove mirror %s: %w", key, err)
 	}
 	c.metrics.changes.WithLabelValues(plan.Change.String()).Inc()
 	c.log.Info("mirror changed", "bridge", bridge, "mirror", name, "change", plan.Change.String(), "why", "requested")
-	if err := c.waitFor(ctx, s, bridge, func(st *mirrorspec.State) bool { return st.FindMirror(name) == nil }); err != nil {
+	// Wait for the row we deleted to go, not for the name: someone may
+	// already have created another mirror of that name.
+	if err := c.waitFor(ctx, s, nil, bridge, func(st *mirrorspec.State) bool { _, ok := st.Mirrors[removed.UUID]; return !ok }); err != nil {
 		return Result{}, fmt.Errorf("remove mirror %s: %w", key, err)
 	}
 	return Result{Change: plan.Change, Reasons: plan.Reasons}, nil
@@ -722,11 +760,15 @@ func (c *Controller) RemoveSprayPort(ctx context.Context, bridge string) error {
 		Where:     []ovsdb.Condition{ovsdb.NewCondition("_uuid", ovsdb.ConditionEqual, ovsdb.UUID{GoUUID: st.Bridge.UUID})},
 		Mutations: []ovsdb.Mutation{{Column: "ports", Mutator: ovsdb.MutateOperationDelete, Value: ovsdb.OvsSet{GoSet: []any{ovsdb.UUID{GoUUID: port.UUID}}}}},
 	}}
-	if err := c.transact(ctx, s, ops); err != nil {
+	if _, err := c.transact(ctx, s, ops); err != nil {
 		return fmt.Errorf("remove spray port %s/%s: %w", bridge, name, err)
 	}
 	c.log.Info("spray port changed", "bridge", bridge, "port", name, "change", "removed", "why", "requested")
-	return c.waitFor(ctx, s, bridge, func(st *mirrorspec.State) bool { _, ok := st.PortsByName[name]; return !ok })
+	// Wait for the row we removed to go, not for the name (see removeMirror).
+	return c.waitFor(ctx, s, nil, bridge, func(st *mirrorspec.State) bool {
+		p, ok := st.PortsByName[name]
+		return !ok || p.UUID != port.UUID
+	})
 }
 
 func (c *Controller) ensureSprayPort(ctx context.Context, bridge, why string) (SprayPortStatus, Result, error) {
@@ -750,22 +792,42 @@ func (c *Controller) ensureSprayPort(ctx context.Context, bridge, why string) (S
 	res := Result{Change: plan.Change, Reasons: plan.Reasons}
 	if !plan.Empty() {
 		c.prepareVhostDir(st, name)
-		if err := c.transact(ctx, s, plan.Ops); err != nil {
+		w := s.rows.watch()
+		defer w.close()
+		inserted, err := c.transact(ctx, s, plan.Ops)
+		if err != nil {
 			return SprayPortStatus{}, res, fmt.Errorf("ensure spray port %s/%s: %w", bridge, name, err)
 		}
 		c.metrics.changes.WithLabelValues(plan.Change.String()).Inc()
 		c.log.Info("spray port changed", "bridge", bridge, "port", name, "change", plan.Change.String(),
 			"why", why, "reasons", plan.Reasons)
-		_, existed := st.PortsByName[name]
-		err := c.waitFor(ctx, s, bridge, func(st *mirrorspec.State) bool {
-			if _, ok := st.PortsByName[name]; !ok {
+		// As in ensureMirror: the inserted rows reached the cache and the
+		// plan is done, or someone else deleted the port since.
+		prev := st.PortsByName[name]
+		overtaken := false
+		err = c.waitFor(ctx, s, w, bridge, func(st *mirrorspec.State) bool {
+			if !w.sawAdded(inserted) {
 				return false
 			}
-			p, _, err := mirrorspec.PlanSprayPort(st, name)
-			return !existed || (err == nil && p.Empty())
+			p, ok := st.PortsByName[name]
+			switch {
+			case !ok:
+				overtaken = true
+				return true
+			case len(inserted) > 0: // a new port: its rows are in the cache
+				return true
+			case prev != nil && p.UUID != prev.UUID: // replaced by someone else
+				return true
+			}
+			plan, _, err := mirrorspec.PlanSprayPort(st, name)
+			return err == nil && plan.Empty()
 		})
 		if err != nil {
 			return SprayPortStatus{}, res, fmt.Errorf("ensure spray port %s/%s: %w", bridge, name, err)
+		}
+		if overtaken {
+			c.log.Info("spray port changed by someone else after commit, reconciling again", "bridge", bridge, "port", name)
+			c.Kick()
 		}
 		if st, err = c.stateLocked(ctx, s, bridge); err != nil {
 			return SprayPortStatus{}, res, err
@@ -779,20 +841,27 @@ func (c *Controller) ensureSprayPort(ctx context.Context, bridge, why string) (S
 }
 
 // transact sends ops as one transaction and joins per-operation errors,
-// each naming its operation.
-func (c *Controller) transact(ctx context.Context, s *session, ops []ovsdb.Operation) error {
+// each naming its operation. It returns the UUIDs of the rows the
+// transaction inserted.
+func (c *Controller) transact(ctx context.Context, s *session, ops []ovsdb.Operation) ([]string, error) {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	if !s.alive() {
-		return ErrNotConnected
+		return nil, ErrNotConnected
 	}
 	results, err := s.client.Transact(ctx, ops...)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrTransaction, err)
+		return nil, fmt.Errorf("%w: %w", ErrTransaction, err)
 	}
 	opErrs, err := ovsdb.CheckOperationResults(results, ops)
 	if err == nil {
-		return nil
+		var inserted []string
+		for i, op := range ops {
+			if op.Op == ovsdb.OperationInsert && i < len(results) {
+				inserted = append(inserted, results[i].UUID.GoUUID)
+			}
+		}
+		return inserted, nil
 	}
 	errs := make([]error, 0, len(opErrs))
 	for _, oe := range opErrs {
@@ -801,15 +870,26 @@ func (c *Controller) transact(ctx context.Context, s *session, ops []ovsdb.Opera
 	if len(errs) == 0 {
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("%w: %w", ErrTransaction, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", ErrTransaction, errors.Join(errs...))
 }
 
-// waitFor polls the cache until cond holds for the bridge's state.
-func (c *Controller) waitFor(ctx context.Context, s *session, bridge string, cond func(*mirrorspec.State) bool) error {
+// waitFor looks at the cache until cond holds for the bridge's state: every
+// 5 ms, and at once when w (if not nil) reports a cache event.
+//
+// A cond that waits for a commit to become visible must also hold once the
+// commit has been overtaken (the cache shows a later change, such as someone
+// deleting the row the commit created), or it waits out CallTimeout while the
+// desired state stays broken; w tells an overtaken insert from one the cache
+// has not applied yet.
+func (c *Controller) waitFor(ctx context.Context, s *session, w *rowWatch, bridge string, cond func(*mirrorspec.State) bool) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	var wake <-chan struct{}
+	if w != nil {
+		wake = w.wake
+	}
 	for {
 		st, err := c.stateLocked(ctx, s, bridge)
 		if err == nil && cond(st) {
@@ -819,6 +899,7 @@ func (c *Controller) waitFor(ctx context.Context, s *session, bridge string, con
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %v", ErrNotApplied, ctx.Err())
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

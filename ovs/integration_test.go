@@ -141,7 +141,7 @@ func TestIntegrationMirrorTraffic(t *testing.T) {
 		{Op: ovsdb.OperationInsert, Table: "Mirror", UUIDName: "bad", Row: ovsdb.Row{"name": "x",
 			"snaplen": ovsdb.OvsSet{GoSet: []any{5}}}},
 	}
-	err = c.transact(ctx, c.sess.Load(), ops)
+	_, err = c.transact(ctx, c.sess.Load(), ops)
 	var opErr ovsdb.OperationError
 	if !errors.Is(err, ErrTransaction) || !strings.Contains(err.Error(), "insert Mirror as @bad") || !errors.As(err, &opErr) {
 		t.Fatalf("transact with snaplen 5 = %v, want ErrTransaction naming the insert", err)

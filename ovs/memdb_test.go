@@ -232,6 +232,64 @@ func TestMemReconcileRestoresMirror(t *testing.T) {
 	})
 }
 
+// TestMemEnsureMirrorOvertaken deletes the mirror an EnsureMirror has just created, behind its
+// back, and lets the controller's cache apply the insert and the delete before EnsureMirror looks
+// at the cache after its commit: the cache then looks as it did before the commit. EnsureMirror
+// must see that its commit was applied and overtaken, and return at once, not wait out
+// CallTimeout for a mirror that will not appear; Run then restores the mirror.
+func TestMemEnsureMirrorOvertaken(t *testing.T) {
+	ms := memovsdb.Start(t)
+	ms.AddBridge(t, "br0", "system", false, "vm1")
+	c := newMemController(t, ms)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The spray port first: creating it waits up to 2 s for an ofport no ovs-vswitchd assigns here.
+	if _, _, err := c.EnsureSprayPort(ctx, "br0"); err != nil {
+		t.Fatal(err)
+	}
+	mirrorsInCache := func() int {
+		var rows []vswitch.Mirror
+		if err := c.sess.Load().client.List(ctx, &rows); err != nil {
+			t.Fatal(err)
+		}
+		return len(rows)
+	}
+	var deleted string
+	c.afterCommit = func() {
+		if deleted != "" {
+			return
+		}
+		eventually(t, "controller's cache shows the new mirror", restoreGuard, func() bool { return mirrorsInCache() == 1 })
+		eventually(t, "admin sees the new mirror", restoreGuard, func() bool { return len(ms.Bridge(t, "br0").Mirrors) == 1 })
+		br := ms.Bridge(t, "br0")
+		deleted = br.Mirrors[0]
+		deleteFirstMirror(t, ms, br)
+		eventually(t, "controller's cache shows the delete", restoreGuard, func() bool { return mirrorsInCache() == 0 })
+	}
+	spec := MirrorSpec{Bridge: "br0", Name: "m1", SelectAll: true, Snaplen: 100}
+	start := time.Now()
+	res, err := c.EnsureMirror(ctx, spec)
+	took := time.Since(start)
+	if err != nil || res.Change != Created {
+		t.Fatalf("EnsureMirror = %+v, %v after %v; want created", res, err, took)
+	}
+	if took >= c.opts.CallTimeout/2 {
+		t.Fatalf("EnsureMirror took %v: it waited for the overtaken commit (CallTimeout %v)", took, c.opts.CallTimeout)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "mirror restored", restoreGuard, func() bool {
+		b := ms.Bridge(t, "br0")
+		return len(b.Mirrors) == 1 && b.Mirrors[0] != deleted
+	})
+}
+
 // restoreGuard bounds the tests' waits for the controller to restore what someone else
 // changed: a hang guard, not the latency target (BenchmarkReconcileRestoresMirror measures it).
 const restoreGuard = 10 * time.Second
