@@ -360,8 +360,8 @@ func TestPersistMemoryBoundUnderIngest(t *testing.T) {
 
 func TestPersistOptionsAndDamage(t *testing.T) {
 	s, _ := schema.Parse(persistSchema)
-	if _, err := Open(s, Options{}, Persistence{}); !errors.Is(err, ErrOptions) {
-		t.Fatalf("no directory: %v", err)
+	if _, err := Open(s, Options{}, Persistence{Mode: logstore.Durable}); !errors.Is(err, ErrOptions) {
+		t.Fatalf("durable without a directory: %v", err)
 	}
 	if _, err := Open(s, Options{}, Persistence{Dir: t.TempDir(), Store: logstore.Options{OnDelete: func(int, uint64) {}}}); !errors.Is(err, ErrOptions) {
 		t.Fatalf("own OnDelete: %v, want ErrOptions", err)
