@@ -77,7 +77,8 @@ type denseKids [256]atomic.Pointer[node]
 // Postings is one key's posting list: blocks of references, each block twice the size of the
 // previous one up to 4,096. Readers use it through Tree; the writer may append through Leaf.
 type Postings struct {
-	head block
+	head     block
+	headRefs [firstBlock]uint32 // head.refs: in the same allocation
 	// count is the number of references published by Publish, so that Len (the planner's
 	// estimate) reads the list's first cache line instead of chasing every block.
 	count atomic.Uint64
@@ -92,10 +93,80 @@ type Postings struct {
 	Dirty bool
 }
 
+// block is one run of a posting list. Its refs live in the same allocation as the block (see
+// newBlock; the head block's in its Postings): a reader following the chain takes one cache
+// miss per block instead of two, which is most of an indexed lookup's time on cold data.
 type block struct {
 	refs []uint32
 	n    atomic.Uint32
 	next atomic.Pointer[block]
+}
+
+// newBlock returns a block of size refs (a power of two from firstBlock*2 to maxBlock) whose
+// refs are in the same allocation.
+func newBlock(size int) *block {
+	switch size {
+	case 8:
+		return inlineBlock(new(struct {
+			block
+			arr [8]uint32
+		}))
+	case 16:
+		return inlineBlock(new(struct {
+			block
+			arr [16]uint32
+		}))
+	case 32:
+		return inlineBlock(new(struct {
+			block
+			arr [32]uint32
+		}))
+	case 64:
+		return inlineBlock(new(struct {
+			block
+			arr [64]uint32
+		}))
+	case 128:
+		return inlineBlock(new(struct {
+			block
+			arr [128]uint32
+		}))
+	case 256:
+		return inlineBlock(new(struct {
+			block
+			arr [256]uint32
+		}))
+	case 512:
+		return inlineBlock(new(struct {
+			block
+			arr [512]uint32
+		}))
+	case 1024:
+		return inlineBlock(new(struct {
+			block
+			arr [1024]uint32
+		}))
+	case 2048:
+		return inlineBlock(new(struct {
+			block
+			arr [2048]uint32
+		}))
+	case 4096:
+		return inlineBlock(new(struct {
+			block
+			arr [4096]uint32
+		}))
+	}
+	return &block{refs: make([]uint32, size)}
+}
+
+// inlineBlock points b's block at the array that follows it in the same allocation.
+func inlineBlock[A any](b *struct {
+	block
+	arr A
+}) *block {
+	b.refs = unsafe.Slice((*uint32)(unsafe.Pointer(&b.arr)), int(unsafe.Sizeof(b.arr))/int(refBytes))
+	return &b.block
 }
 
 const (
@@ -224,11 +295,11 @@ func (t *Tree) Leaf(key []byte) *Postings {
 			t.wbytes += nodeBytes
 			if i == last {
 				p := &Postings{tree: t}
-				p.head.refs = make([]uint32, firstBlock)
+				p.head.refs = p.headRefs[:]
 				p.last, p.wbuf = &p.head, p.head.refs
 				c.leaf = p
 				t.keys.Store(t.keys.Load() + 1)
-				t.wbytes += postingsBytes + firstBlock*refBytes
+				t.wbytes += postingsBytes
 			}
 			t.wbytes += n.addChild(b, c)
 		}
@@ -257,7 +328,7 @@ func (p *Postings) grow(need int) {
 		size *= 2
 	}
 	size = min(size, maxBlock)
-	nb := &block{refs: make([]uint32, size)}
+	nb := newBlock(size)
 	p.tree.wbytes += blockBytes + int64(size)*refBytes
 	b.n.Store(uint32(p.wn)) // a full block is published before the next is linked
 	b.next.Store(nb)

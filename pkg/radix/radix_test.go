@@ -3,11 +3,13 @@ package radix
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 type entry struct {
@@ -181,4 +183,50 @@ func TestBytesTracksHeap(t *testing.T) {
 			t.Logf("%d keys: estimate %d bytes, heap %d", tr.Keys(), est, heap)
 		})
 	}
+}
+
+// TestBlocksHoldTheirRefs: every block size the writer grows to keeps its references in the
+// block's own allocation (right after the block), with the size asked for.
+func TestBlocksHoldTheirRefs(t *testing.T) {
+	for size := firstBlock * 2; size <= maxBlock; size *= 2 {
+		b := newBlock(size)
+		if len(b.refs) != size {
+			t.Fatalf("newBlock(%d) holds %d refs", size, len(b.refs))
+		}
+		start, end := uintptr(unsafe.Pointer(b)), uintptr(unsafe.Pointer(b))+unsafe.Sizeof(block{})+uintptr(size)*4
+		if ref := uintptr(unsafe.Pointer(&b.refs[0])); ref < start+unsafe.Sizeof(block{}) || ref+uintptr(size)*4 > end {
+			t.Fatalf("newBlock(%d): refs at %#x, not in the block's allocation [%#x, %#x)", size, ref, start, end)
+		}
+	}
+	p := New(1).Leaf([]byte{7})
+	if &p.head.refs[0] != &p.headRefs[0] {
+		t.Fatal("the head block's refs are not in its Postings")
+	}
+}
+
+// BenchmarkGetCold looks up one key of 50,000 in each of two trees (a MultiLog's two shards)
+// of 100 references per key, inserted interleaved as a writer does, and reads its posting
+// list: the dependent cache misses of an indexed equality lookup on data not in cache.
+func BenchmarkGetCold(b *testing.B) {
+	const keys, perKey = 50_000, 100
+	trees := []*Tree{New(2), New(2)}
+	rng := rand.New(rand.NewPCG(1, 1))
+	var key [2]byte
+	for ref := range uint32(keys * perKey) {
+		binary.BigEndian.PutUint16(key[:], uint16(rng.IntN(keys)))
+		for _, t := range trees {
+			if err := t.Insert(key[:], ref); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	refs, i := 0, 0
+	for b.Loop() {
+		binary.BigEndian.PutUint16(key[:], uint16(i%keys))
+		for _, t := range trees {
+			t.Get(key[:], math.MaxUint32, func(uint32) bool { refs++; return true })
+		}
+		i += 7919
+	}
+	b.ReportMetric(float64(refs)/float64(b.N), "refs/op")
 }
