@@ -555,9 +555,9 @@ func TestPersistKill9(t *testing.T) {
 
 // BenchmarkPersistAppend64 appends 64-record batches to one writer: in memory (New) and
 // persisted (Durable, DurableRelaxed), for the store benchmarks' 40-byte header records and for
-// 276-byte records the size of the built-in packet record. Every 1024 batches the MultiLog is
-// replaced to keep memory bounded; closing it syncs DurableRelaxed's backlog, which records/s
-// counts (only opening the next one is left out).
+// 276-byte records the size of the built-in packet record. Every 64 MiB of records the
+// MultiLog is replaced to keep memory bounded; closing it syncs DurableRelaxed's backlog, which
+// records/s counts (only opening the next one is left out).
 func BenchmarkPersistAppend64(b *testing.B) {
 	wide, err := schema.Parse("{src: IPV4, dst: IPV4, sport: USHORT, dport: USHORT, len: UINT, pad: STRING(250)}")
 	if err != nil {
@@ -599,6 +599,7 @@ func benchPersistAppend64(b *testing.B, s *schema.Schema, recs []byte, mode logs
 	}
 	ml := open()
 	rs := s.RecordSize
+	perGeneration := (64 << 20) / (batch * rs) // batches
 	b.SetBytes(int64(batch * rs))
 	b.ReportAllocs()
 	i := 0
@@ -608,7 +609,7 @@ func benchPersistAppend64(b *testing.B, s *schema.Schema, recs []byte, mode logs
 			b.Fatal(err)
 		}
 		i++
-		if i%1024 == 0 {
+		if i%perGeneration == 0 {
 			if err := ml.Close(); err != nil {
 				b.Fatal(err)
 			}
