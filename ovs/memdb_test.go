@@ -61,15 +61,21 @@ func testOptions(t testing.TB, endpoint string) Options {
 
 func newMemController(t *testing.T, ms *memovsdb.Server) *Controller {
 	t.Helper()
-	c, err := New(testOptions(t, ms.Endpoint))
+	return connectController(t, testOptions(t, ms.Endpoint))
+}
+
+// connectController returns a connected controller with options o, closed when the test ends.
+func connectController(tb testing.TB, o Options) *Controller {
+	tb.Helper()
+	c, err := New(o)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	tb.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return c
 }
@@ -378,15 +384,8 @@ func BenchmarkEnsureMirrorUnchanged(b *testing.B) {
 	ms.AddBridge(b, "br0", "system", false, "vm1", "vm2")
 	o := testOptions(b, ms.Endpoint)
 	o.Logger = nil
-	c, err := New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := connectController(b, o)
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil {
-		b.Fatal(err)
-	}
 	spec := MirrorSpec{Bridge: "br0", Name: "m1", SrcPorts: []string{"vm1"}, Snaplen: 128}
 	if _, err := c.EnsureMirror(ctx, spec); err != nil {
 		b.Fatal(err)
@@ -408,15 +407,8 @@ func BenchmarkReconcileRestoresMirror(b *testing.B) {
 	ms.AddBridge(b, "br0", "system", false, "vm1")
 	o := testOptions(b, ms.Endpoint)
 	o.Logger = nil
-	c, err := New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := connectController(b, o)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := c.Connect(ctx); err != nil {
-		b.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() {
