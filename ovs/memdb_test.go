@@ -64,6 +64,19 @@ func newMemController(t *testing.T, ms *memovsdb.Server) *Controller {
 	return connectController(t, testOptions(t, ms.Endpoint))
 }
 
+// runController runs c.Run until the test ends, then stops it and reports its error.
+func runController(tb testing.TB, ctx context.Context, c *Controller) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+}
+
 // connectController returns a connected controller with options o, closed when the test ends.
 func connectController(tb testing.TB, o Options) *Controller {
 	tb.Helper()
@@ -195,15 +208,8 @@ func TestMemReconcileRestoresMirror(t *testing.T) {
 	ms := memovsdb.Start(t)
 	ms.AddBridge(t, "br0", "system", false, "vm1")
 	c := newMemController(t, ms)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	ctx := context.Background()
+	runController(t, ctx, c)
 	spec := MirrorSpec{Bridge: "br0", Name: "m1", SelectAll: true, Snaplen: 100}
 	if _, err := c.EnsureMirror(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -282,14 +288,7 @@ func TestMemEnsureMirrorOvertaken(t *testing.T) {
 	if took >= c.opts.CallTimeout/2 {
 		t.Fatalf("EnsureMirror took %v: it waited for the overtaken commit (CallTimeout %v)", took, c.opts.CallTimeout)
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runController(t, ctx, c)
 	eventually(t, "mirror restored", restoreGuard, func() bool {
 		b := ms.Bridge(t, "br0")
 		return len(b.Mirrors) == 1 && b.Mirrors[0] != deleted
@@ -408,15 +407,8 @@ func BenchmarkReconcileRestoresMirror(b *testing.B) {
 	o := testOptions(b, ms.Endpoint)
 	o.Logger = nil
 	c := connectController(b, o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
+	ctx := context.Background()
+	runController(b, ctx, c)
 	if _, err := c.EnsureMirror(ctx, MirrorSpec{Bridge: "br0", Name: "m1", SelectAll: true, Snaplen: 100}); err != nil {
 		b.Fatal(err)
 	}

@@ -104,6 +104,21 @@ func sameAnswers(t *testing.T, what string, got, want answers) {
 	}
 }
 
+// reopen closes ml and opens its directory again (schema and options from the directory,
+// manual monitor); the new MultiLog is closed when the test ends.
+func reopen(t *testing.T, ml *MultiLog, p Persistence) *MultiLog {
+	t.Helper()
+	if err := ml.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ml, err := Open(nil, Options{ManualMonitor: true}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ml.Close() })
+	return ml
+}
+
 func appendAll(t *testing.T, ml *MultiLog, s *schema.Schema, from, to uint64) {
 	t.Helper()
 	for w := 0; w < ml.Writers(); w++ {
@@ -208,15 +223,8 @@ func TestPersistArchiveEquivalence(t *testing.T) {
 		t.Fatalf("archived %d segments, want every sealed one (%d)", res.Archived, 2*(2000/64))
 	}
 	sameAnswers(t, "after archival", collect(t, ml), before)
-	if err := ml.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Reopened, the data comes back from the archives.
-	ml, err = Open(nil, Options{ManualMonitor: true}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ml.Close()
+	ml = reopen(t, ml, p)
 	if r := ml.Store().Recovery(); r.Archives != res.Archived {
 		t.Fatalf("recovery found %d archives, want %d", r.Archives, res.Archived)
 	}
@@ -729,15 +737,7 @@ func TestPersistTriggersFireAfterReopen(t *testing.T) {
 	if a := summary(ml.Tick()); len(a) == 0 || !reflect.DeepEqual(a, summary(mem.Tick())) {
 		t.Fatalf("alerts before the restart: %+v", a)
 	}
-	if err := ml.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	ml, err = Open(nil, Options{ManualMonitor: true}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ml.Close()
+	ml = reopen(t, ml, p)
 	if got := ml.Triggers(); !reflect.DeepEqual(got, []string{"burst"}) {
 		t.Fatalf("restored triggers %v", got)
 	}

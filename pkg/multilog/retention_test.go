@@ -201,16 +201,8 @@ func TestPersistRetentionByAge(t *testing.T) {
 	}
 	appendAll(t, ml, s, 1000, 1300)
 	sameRetention(t, "after more appends", ml, s)
-	if err := ml.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	// Reopened: the shards resume after the deleted records; same answers; appends go on.
-	ml, err = Open(nil, Options{ManualMonitor: true}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ml.Close()
+	ml = reopen(t, ml, p)
 	if _, err := ml.Read(MakeRef(0, 447)); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("read of a deleted record after reopen: %v", err)
 	}

@@ -140,16 +140,8 @@ func TestSegmentDirectoryDropsDeleted(t *testing.T) {
 	if rec, err := sh.recordAt(d, fk); err != nil || schema.Timestamp(rec) != persistBase+int64(fk)*1000 {
 		t.Fatalf("first kept record: %x, %v", rec, err)
 	}
-	if err := ml.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	// Reopened: the directory starts at the first kept segment.
-	ml, err = Open(nil, Options{ManualMonitor: true}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ml.Close()
+	ml = reopen(t, ml, p)
 	checkDirectory(t, "reopened", ml)
 	sameRetention(t, "reopened", ml, s)
 	if _, err := ml.Read(MakeRef(1, fk-1)); !errors.Is(err, ErrDeleted) {
